@@ -1,0 +1,58 @@
+# Two entry points, each doing every set-up step it needs, idempotently:
+#   make demo   set up, then run the demo
+#   make test   set up, then run the whole test suite
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := demo
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_DIR ?= demo
+PYTEST_ARGS ?=
+PIP := $(BIN)/python -m pip install -q --disable-pip-version-check
+# The machine-wide pip config may name index folders that do not exist: drop that noise.
+QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+
+# Mesa EGL (llvmpipe) renders the demo world headless; cmake and g++ build msg/.
+APT_PACKAGES := cmake g++ libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libgbm1
+# Debian's own python3 needs python3-venv for `python3 -m venv`.
+ifeq ($(shell $(PYTHON) -c 'import ensurepip' >/dev/null 2>&1 || echo missing),missing)
+APT_PACKAGES += python3-venv
+endif
+
+MSG_SOURCES := $(wildcard msg/*.msg) CMakeLists.txt package.xml $(wildcard cmake/*.cmake) \
+	$(wildcard interfaces/tf2_msgs/*) $(wildcard interfaces/tf2_msgs/msg/*) tools/build_msgs.sh
+
+.PHONY: demo test setup apt clean distclean
+
+setup: apt $(VENV)/.installed pram_ros/msg/__init__.py
+
+apt:
+	@tools/ensure_apt.sh $(APT_PACKAGES)
+
+# torch first, on its own: the local CPU wheel, so nothing later pulls a CUDA build.
+$(VENV)/.installed: requirements.txt constraints.txt setup.py setup.cfg | apt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) torch==2.13.0 $(QUIET_PIP)
+	$(PIP) -r requirements.txt -c constraints.txt $(QUIET_PIP)
+	$(PIP) --no-deps --no-build-isolation -e . $(QUIET_PIP)
+	touch $@
+
+pram_ros/msg/__init__.py: $(MSG_SOURCES) $(VENV)/.installed
+	tools/build_msgs.sh
+	touch $@
+
+demo: setup
+	$(BIN)/pram world --out $(DEMO_DIR)/world
+
+# pytest exits 5 when it collected no tests: that is a failure too.
+test: setup
+	@rc=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+clean:
+	rm -rf build pram_ros/msg pram_ros/*.so .pytest_cache
+
+distclean: clean
+	rm -rf $(VENV) $(DEMO_DIR)

@@ -1,0 +1,1 @@
+"""Evaluation: rosbag2 input/output, metrics, reports and benchmarks."""

@@ -1,0 +1,63 @@
+"""Rigid transforms as 4x4 numpy matrices, named by direction (`a_from_b` maps b to a).
+
+Quaternions are (x, y, z, w), the ROS and TUM order; conversions go through scipy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+
+def make_transform(rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
+    """Build a 4x4 transform from a 3x3 rotation and a translation."""
+    a_from_b = np.eye(4)
+    a_from_b[:3, :3] = rotation
+    a_from_b[:3, 3] = translation
+    return a_from_b
+
+
+def transform_from_quat(translation: np.ndarray, quat_xyzw: np.ndarray) -> np.ndarray:
+    """4x4 transform from a translation and an (x, y, z, w) quaternion."""
+    return make_transform(Rotation.from_quat(quat_xyzw).as_matrix(), translation)
+
+
+def quat_from_transform(a_from_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(translation, quaternion xyzw with w >= 0) of a 4x4 transform."""
+    quat = Rotation.from_matrix(a_from_b[:3, :3]).as_quat()
+    if quat[3] < 0:
+        quat = -quat
+    return a_from_b[:3, 3].copy(), quat
+
+
+def invert(a_from_b: np.ndarray) -> np.ndarray:
+    """b_from_a of a rigid 4x4 transform."""
+    rotation = a_from_b[:3, :3]
+    b_from_a = np.eye(4)
+    b_from_a[:3, :3] = rotation.T
+    b_from_a[:3, 3] = -rotation.T @ a_from_b[:3, 3]
+    return b_from_a
+
+
+def yaw_transform(x: float, y: float, yaw: float) -> np.ndarray:
+    """Planar transform (translation in x, y and rotation about z)."""
+    return make_transform(Rotation.from_euler("z", yaw).as_matrix(), np.array([x, y, 0.0]))
+
+
+def interpolate_transforms(
+    stamps_ns: np.ndarray, a_from_b: np.ndarray, query_ns: np.ndarray
+) -> np.ndarray:
+    """Interpolate [N,4,4] transforms at query stamps: linear translation, slerp rotation.
+
+    Query stamps must lie within [stamps_ns[0], stamps_ns[-1]].
+    """
+    from scipy.spatial.transform import Slerp
+
+    times = (stamps_ns - stamps_ns[0]).astype(np.float64) * 1e-9
+    query = (np.asarray(query_ns) - stamps_ns[0]).astype(np.float64) * 1e-9
+    rotations = Slerp(times, Rotation.from_matrix(a_from_b[:, :3, :3]))(query).as_matrix()
+    out = np.tile(np.eye(4), (len(query), 1, 1))
+    out[:, :3, :3] = rotations
+    for axis in range(3):
+        out[:, axis, 3] = np.interp(query, times, a_from_b[:, axis, 3])
+    return out
