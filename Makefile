@@ -43,7 +43,9 @@ pram_ros/msg/__init__.py: $(MSG_SOURCES) $(VENV)/.installed
 	tools/build_msgs.sh
 	touch $@
 
+# The world is deterministic: re-rendering it gives the same bytes.
 demo: setup
+	rm -rf $(DEMO_DIR)/world
 	$(BIN)/pram world --out $(DEMO_DIR)/world
 
 # pytest exits 5 when it collected no tests: that is a failure too.

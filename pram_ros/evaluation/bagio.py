@@ -18,7 +18,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import yaml
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
@@ -32,7 +31,7 @@ from pram_ros.geometry import (
     quat_from_transform,
     yaw_transform,
 )
-from pram_ros.world.io import load_camera_yaml, load_tum
+from pram_ros.world.io import load_camera_yaml, load_image, load_tum
 
 logger = logging.getLogger(__name__)
 
@@ -259,14 +258,8 @@ def write_sequence_bag(
                 )
                 write(topics.tf, odom_ns, message)
                 odom_index += 1
-            bgr = cv2.imread(str(image_paths[index]), cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise ValueError(f"{image_paths[index]}: not a readable image")
-            write(
-                topics.image,
-                stamp_ns,
-                make.image_rgb8(stamp_ns, topics.camera_frame, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)),
-            )
+            rgb = load_image(image_paths[index])
+            write(topics.image, stamp_ns, make.image_rgb8(stamp_ns, topics.camera_frame, rgb))
             write(topics.camera_info, stamp_ns, make.camera_info(stamp_ns, topics.camera_frame, K, width, height))
             pose = make.types["geometry_msgs/msg/PoseStamped"](
                 header=make.header(stamp_ns, topics.map_frame), pose=make.pose(world_from_cam[index])
