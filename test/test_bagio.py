@@ -171,3 +171,17 @@ def test_bad_sequence_folder_gives_clear_error(tiny_world, tmp_path):
         write_sequence_bag(broken, tmp_path / "out_bag")
     with pytest.raises(ValueError, match="storage must be one of"):
         write_sequence_bag(tiny_world / "foreign", tmp_path / "out_bag2", storage="bag1")
+
+
+def test_same_sequence_gives_the_same_bag_bytes(tiny_world, tmp_path):
+    import hashlib
+
+    digests = []
+    for run in ("a", "b"):
+        bag = tmp_path / run / "bag"
+        write_sequence_bag(tiny_world / "foreign", bag, storage="mcap", seed=3)
+        digests.append({f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(bag.iterdir())})
+    assert digests[0] == digests[1]
+    existing = tiny_world / "foreign" / "bag"
+    with pytest.raises(Exception, match="exists already"):
+        write_sequence_bag(tiny_world / "foreign", existing)
