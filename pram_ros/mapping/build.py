@@ -1,0 +1,339 @@
+"""Build a PRAM map: images (+ poses) -> features -> pycolmap SfM -> landmarks -> compressed map.
+
+In: an `ImageSet` (a folder of images, or an image topic of a rosbag2; one pinhole
+camera; optional poses) and a `MapBuildConfig`. Out: a `PramMap` (see mapfile.py)
+and a `BuildSummary` with the numbers a user checks: images registered, 3D points,
+mean track length, reprojection error, map size against the full reconstruction,
+and seconds per step.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from pram_ros.features import PRESETS, Features, create_extractor
+from pram_ros.geometry import quat_from_transform, transform_from_quat
+from pram_ros.mapping.landmarks import LandmarkConfig, cluster_landmarks
+from pram_ros.mapping.mapfile import MAP_FORMAT, MAP_VERSION, PramMap
+from pram_ros.mapping.sfm import SfmConfig, align_to_positions, reconstruct, tracks_from_result
+from pram_ros.mapping.sparsify import (
+    CompressionConfig,
+    medoid_descriptors,
+    redundant_points,
+    select_vrfs,
+    triangulation_angles_deg,
+)
+from pram_ros.world.io import load_camera_yaml, load_image, load_tum
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+@dataclass
+class MapBuildConfig:
+    extractor: str = "xfeat"  # a preset of pram_ros.features
+    sfm: SfmConfig = field(default_factory=SfmConfig)
+    landmarks: LandmarkConfig = field(default_factory=LandmarkConfig)
+    compression: CompressionConfig = field(default_factory=CompressionConfig)
+
+
+@dataclass
+class ImageSet:
+    """Database images in capture order: names, one pinhole camera, optional poses.
+
+    `frames()` yields (index, RGB uint8 [H x W x 3]) once, in order; images are not
+    held in memory. `world_from_cam` is [N x 4 x 4] (OpenCV camera axes) or None.
+    """
+
+    names: list[str]
+    K: np.ndarray
+    width: int
+    height: int
+    frames: Callable[[], Iterator[tuple[int, np.ndarray]]]
+    world_from_cam: np.ndarray | None
+    source: dict
+
+
+def _find_camera_yaml(images_dir: Path) -> Path:
+    for candidate in (images_dir / "camera.yaml", images_dir.parent / "camera.yaml"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"no camera.yaml in {images_dir} or its parent: pass --camera")
+
+
+def images_from_folder(images_dir: Path, camera_yaml: Path | None = None, poses_tum: Path | None = None) -> ImageSet:
+    """Images sorted by name; poses (TUM, world_from_cam) must list one pose per image, in order."""
+    images_dir = Path(images_dir)
+    if not images_dir.is_dir():
+        raise FileNotFoundError(f"{images_dir}: not a folder of images")
+    paths = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise ValueError(f"{images_dir}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    camera_yaml = Path(camera_yaml) if camera_yaml else _find_camera_yaml(images_dir)
+    K, width, height = load_camera_yaml(camera_yaml)
+    world_from_cam = None
+    if poses_tum is not None:
+        _, world_from_cam = load_tum(poses_tum)
+        if len(world_from_cam) != len(paths):
+            raise ValueError(f"{poses_tum}: {len(world_from_cam)} poses for {len(paths)} images in {images_dir}; "
+                             "the TUM file must list one pose per image, in name order")
+
+    def frames() -> Iterator[tuple[int, np.ndarray]]:
+        for index, path in enumerate(paths):
+            rgb = load_image(path)
+            if rgb.shape[:2] != (height, width):
+                raise ValueError(f"{path}: {rgb.shape[1]}x{rgb.shape[0]} pixels, camera is {width}x{height}")
+            yield index, rgb
+
+    source = {"images": str(images_dir), "camera": str(camera_yaml), "poses": str(poses_tum) if poses_tum else None}
+    return ImageSet([p.name for p in paths], K, width, height, frames, world_from_cam, source)
+
+
+def images_from_bag(bag: Path, image_topic: str, camera_info_topic: str | None = None,
+                    pose_topic: str | None = None, poses_tum: Path | None = None) -> ImageSet:
+    """Images of one topic of a rosbag2, named by their header stamp (ns).
+
+    The camera comes from `camera_info_topic` (default: the image topic's sibling
+    `camera_info`). Poses, optional, come from a PoseStamped topic of the camera optical
+    frame in the map, or from a TUM file, matched to images by stamp.
+    """
+    from pram_ros.evaluation.bagio import decode_image, deserialize, iter_bag_messages
+
+    bag = Path(bag)
+    camera_info_topic = camera_info_topic or image_topic.rsplit("/", 1)[0] + "/camera_info"
+    stamps, camera, poses = [], None, {}
+    topics = [image_topic, camera_info_topic] + ([pose_topic] if pose_topic else [])
+    for topic, msgtype, _, raw in iter_bag_messages(bag, topics):
+        if topic == image_topic:
+            header = deserialize(raw, msgtype).header
+            stamps.append(header.stamp.sec * 1_000_000_000 + header.stamp.nanosec)
+        elif topic == camera_info_topic and camera is None:
+            camera = deserialize(raw, msgtype)
+        elif topic == pose_topic:
+            message = deserialize(raw, msgtype)
+            p, q = message.pose.position, message.pose.orientation
+            stamp = message.header.stamp.sec * 1_000_000_000 + message.header.stamp.nanosec
+            poses[stamp] = transform_from_quat(np.array([p.x, p.y, p.z]), np.array([q.x, q.y, q.z, q.w]))
+    if not stamps:
+        raise ValueError(f"{bag}: no messages on image topic {image_topic}")
+    if camera is None:
+        raise ValueError(f"{bag}: no CameraInfo on {camera_info_topic}: pass --camera-info-topic")
+    if np.any(np.abs(np.asarray(camera.d, float)) > 1e-9):
+        raise ValueError(f"{bag}: {camera_info_topic} has distortion {list(camera.d)}; "
+                         "only rectified (pinhole) images are supported: rectify them first")
+    K = np.asarray(camera.k, float).reshape(3, 3)
+    if poses_tum is not None:
+        tum_stamps, tum_poses = load_tum(poses_tum)
+        poses = dict(zip(tum_stamps.tolist(), tum_poses))
+    world_from_cam = None
+    if pose_topic or poses_tum:
+        missing = [s for s in stamps if s not in poses]
+        if missing:
+            raise ValueError(f"{bag}: {len(missing)} of {len(stamps)} images have no pose with the same stamp "
+                             f"(first at {missing[0]} ns)")
+        world_from_cam = np.array([poses[s] for s in stamps])
+
+    def frames() -> Iterator[tuple[int, np.ndarray]]:
+        index = 0
+        for _, msgtype, _, raw in iter_bag_messages(bag, [image_topic]):
+            yield index, decode_image(deserialize(raw, msgtype))
+            index += 1
+
+    source = {"bag": str(bag), "image_topic": image_topic, "camera_info_topic": camera_info_topic,
+              "pose_topic": pose_topic, "poses": str(poses_tum) if poses_tum else None}
+    return ImageSet([str(s) for s in stamps], K, int(camera.width), int(camera.height), frames, world_from_cam, source)
+
+
+@dataclass
+class BuildSummary:
+    images: int
+    registered: int
+    points_reconstructed: int
+    mean_track_length: float
+    reprojection_error_px: float
+    points_kept: int
+    landmarks: int
+    map_bytes: int
+    full_reconstruction_bytes: int
+    timings_s: dict[str, float]
+
+    def describe(self) -> str:
+        share = 100.0 * self.map_bytes / max(self.full_reconstruction_bytes, 1)
+        steps = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.timings_s.items())
+        return "\n".join([
+            f"images registered: {self.registered} of {self.images}",
+            f"3D points: {self.points_reconstructed} reconstructed, mean track length {self.mean_track_length:.2f}, "
+            f"mean reprojection error {self.reprojection_error_px:.2f} px",
+            f"map: {self.points_kept} points in {self.landmarks} landmarks, {self.map_bytes / 1e6:.2f} MB = "
+            f"{share:.1f}% of the full reconstruction ({self.full_reconstruction_bytes / 1e6:.1f} MB)",
+            f"time: {steps}",
+        ])
+
+
+def extract_all(images: ImageSet, preset: str) -> list[Features]:
+    extractor = create_extractor(preset)
+    features: list[Features] = []
+    for _, rgb in tqdm(images.frames(), total=len(images.names), desc="features", unit="image", leave=False):
+        features.append(extractor.extract(rgb))
+    return features
+
+
+def full_reconstruction_bytes(reconstruction, descriptor_dim: int, work_dir: Path) -> int:
+    """What a classic SfM map needs: the COLMAP binary model plus a float16 descriptor
+    per observation (as hloc stores them)."""
+    model_dir = work_dir / "full_model"
+    model_dir.mkdir(exist_ok=True)
+    reconstruction.write_binary(str(model_dir))
+    model_bytes = sum(f.stat().st_size for f in model_dir.iterdir())
+    return int(model_bytes + reconstruction.compute_num_observations() * descriptor_dim * 2)
+
+
+def build_map(images: ImageSet, config: MapBuildConfig | None = None, align_tum: Path | None = None,
+              work_dir: Path | None = None) -> tuple[PramMap, BuildSummary]:
+    """Run every mapping step; see the module docstring. `align_tum` (poses of some of
+    the same images, matched by name order or stamp) Sim3-aligns an unposed reconstruction."""
+    config = config or MapBuildConfig()
+    if config.extractor not in PRESETS:
+        raise ValueError(f"unknown feature preset {config.extractor!r}, known: {sorted(PRESETS)}")
+    timings: dict[str, float] = {}
+    temporary = work_dir is None
+    work_dir = Path(tempfile.mkdtemp(prefix="pram_map_")) if temporary else Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        start = time.perf_counter()
+        features = extract_all(images, config.extractor)
+        timings["features"] = time.perf_counter() - start
+        logger.info("features: %d images, %.0f keypoints per image, %.1f s", len(features),
+                    np.mean([len(f) for f in features]), timings["features"])
+
+        result = reconstruct(images.names, features, images.K, images.width, images.height, work_dir,
+                             images.world_from_cam, config.sfm)
+        timings.update(result.timings_s)
+        metric = images.world_from_cam is not None
+        if align_tum is not None and not metric:
+            _, aligned_poses = load_tum(align_tum)
+            if len(aligned_poses) != len(images.names):
+                raise ValueError(f"{align_tum}: {len(aligned_poses)} poses for {len(images.names)} images")
+            align_to_positions(result, images.names, aligned_poses[:, :3, 3])
+            metric = True
+        reconstruction = result.reconstruction
+        full_bytes = full_reconstruction_bytes(reconstruction, features[0].descriptors.shape[1], work_dir)
+
+        start = time.perf_counter()
+        tracks = tracks_from_result(result)
+        centres = np.zeros((len(images.names), 3))
+        for index, image_id in enumerate(result.image_ids):
+            if image_id in reconstruction.images and reconstruction.images[image_id].has_pose:
+                centres[index] = reconstruction.images[image_id].projection_center()
+        well_triangulated = triangulation_angles_deg(tracks, centres) >= config.compression.min_tri_angle_deg
+        # Poorly triangulated points take no part in landmarks (their track length is zeroed).
+        labels, num_landmarks = cluster_landmarks(tracks.xyz, np.where(well_triangulated, tracks.lengths, 0),
+                                                  config.landmarks, metric)
+        timings["landmarks"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        descriptors = medoid_descriptors(tracks, features)
+        vrfs = select_vrfs(tracks, labels, num_landmarks, config.compression)
+        drop = redundant_points(tracks, labels, vrfs, features, config.compression)
+        keep = np.flatnonzero((labels > 0) & ~drop)
+        timings["compression"] = time.perf_counter() - start
+
+        pram_map = _assemble(images, config, result, tracks, labels, num_landmarks, descriptors, vrfs, keep,
+                             features, full_bytes, metric)
+        summary = BuildSummary(
+            images=len(images.names),
+            registered=int(result.registered().sum()),
+            points_reconstructed=len(tracks),
+            mean_track_length=float(tracks.lengths.mean()) if len(tracks) else 0.0,
+            reprojection_error_px=float(reconstruction.compute_mean_reprojection_error()),
+            points_kept=len(keep),
+            landmarks=num_landmarks,
+            map_bytes=pram_map.nbytes(),
+            full_reconstruction_bytes=full_bytes,
+            timings_s={k: round(v, 2) for k, v in timings.items()},
+        )
+        pram_map.meta["stats"].update({k: v for k, v in asdict(summary).items() if k != "timings_s"})
+        pram_map.meta["stats"]["timings_s"] = summary.timings_s
+        return pram_map, summary
+    finally:
+        if temporary:
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _assemble(images, config, result, tracks, labels, num_landmarks, descriptors, vrfs, keep, features,
+              full_bytes, metric) -> PramMap:
+    """Keep the chosen points and the registered images, re-indexed densely."""
+    registered = np.flatnonzero(result.registered())
+    map_index = np.full(len(images.names), -1, dtype=np.int32)
+    map_index[registered] = np.arange(len(registered), dtype=np.int32)
+    reconstruction = result.reconstruction
+
+    poses = np.empty((len(registered), 7))
+    for row, index in enumerate(registered):
+        cam_from_world = np.asarray(reconstruction.images[result.image_ids[index]].cam_from_world().matrix())
+        matrix = np.vstack([cam_from_world, [0, 0, 0, 1]])
+        translation, quat = quat_from_transform(matrix)
+        poses[row, :4], poses[row, 4:] = quat, translation
+
+    lengths = tracks.lengths[keep]
+    rows = np.concatenate([np.arange(tracks.offsets[p], tracks.offsets[p + 1]) for p in keep]) if len(keep) else \
+        np.zeros(0, dtype=np.int64)
+    obs_images = map_index[tracks.obs_image[rows]]
+    vrf_lists = [map_index[v] for v in vrfs]
+
+    xyz = tracks.xyz[keep]
+    point_landmark = labels[keep].astype(np.int32)
+    centroid = np.zeros((num_landmarks, 3), dtype=np.float32)
+    extent = np.zeros((num_landmarks, 3), dtype=np.float32)
+    for landmark in range(1, num_landmarks + 1):
+        members = xyz[point_landmark == landmark]
+        if len(members):
+            # The box is centred on the centroid, so a marker drawn there holds every point.
+            centroid[landmark - 1] = members.mean(axis=0)
+            extent[landmark - 1] = np.abs(members - centroid[landmark - 1]).max(axis=0)
+
+    K = images.K
+    extractor = dict(PRESETS[config.extractor].to_dict(), preset=config.extractor,
+                     descriptor_dim=int(features[0].descriptors.shape[1]))
+    meta = {
+        "format": MAP_FORMAT,
+        "version": MAP_VERSION,
+        "extractor": extractor,
+        "image_names": [images.names[i] for i in registered],
+        "build": {
+            "metric": bool(metric),
+            "num_landmarks": int(num_landmarks),
+            "sfm": asdict(config.sfm),
+            "landmarks": asdict(config.landmarks),
+            "compression": asdict(config.compression),
+        },
+        "stats": {"full_reconstruction_bytes": int(full_bytes)},
+        "source": images.source,
+    }
+    return PramMap(
+        meta=meta,
+        camera_params=np.array([[K[0, 0], K[1, 1], K[0, 2], K[1, 2]]], dtype=np.float64),
+        camera_size=np.array([[images.width, images.height]], dtype=np.int32),
+        image_camera=np.zeros(len(registered), dtype=np.int32),
+        image_cam_from_world=poses,
+        point_xyz=xyz.astype(np.float32),
+        point_descriptor=descriptors[keep],
+        point_landmark=point_landmark,
+        point_error_px=tracks.error_px[keep].astype(np.float32),
+        point_obs_offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        point_obs_images=obs_images.astype(np.int32),
+        landmark_centroid=centroid,
+        landmark_extent=extent,
+        landmark_vrf_offsets=np.concatenate([[0], np.cumsum([len(v) for v in vrf_lists])]).astype(np.int64),
+        landmark_vrf_images=np.concatenate(vrf_lists).astype(np.int32) if vrf_lists else np.zeros(0, np.int32),
+    )

@@ -1,0 +1,77 @@
+"""Landmarks: spatial clusters of well-observed 3D points.
+
+In: point positions [P x 3] and track lengths [P]. Out: a landmark id per point,
+1..K for points with track length >= `min_track_length`, 0 (background) for the rest.
+KMeans on xyz gave more balanced clusters than PRAM's BIRCH (DESIGN.md §6).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.cluster import KMeans
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class LandmarkConfig:
+    num_landmarks: int | None = None  # None: chosen from the scene's extent
+    area_per_landmark_m2: float = 6.0  # metric maps: one landmark per this much floor area
+    points_per_landmark: int = 1500  # maps without metric scale: one landmark per this many points
+    min_landmarks: int = 4
+    max_landmarks: int = 512
+    min_track_length: int = 3
+    seed: int = 0
+
+
+def scene_area_m2(xyz: np.ndarray) -> float:
+    """Area spanned by the points' two main directions (robust 2nd-98th percentiles).
+
+    PCA rather than the z-up floor plane, so it also works for maps whose frame is
+    not gravity-aligned.
+    """
+    if len(xyz) < 3:
+        return 0.0
+    centred = xyz - np.median(xyz, axis=0)
+    _, _, axes = np.linalg.svd(centred[:: max(1, len(xyz) // 20000)], full_matrices=False)
+    projected = centred @ axes[:2].T
+    extent = np.percentile(projected, 98, axis=0) - np.percentile(projected, 2, axis=0)
+    return float(extent[0] * extent[1])
+
+
+def choose_num_landmarks(xyz: np.ndarray, config: LandmarkConfig, metric: bool = True) -> int:
+    """K from the user, else from the scene's area (metric maps) or point count."""
+    if config.num_landmarks is not None:
+        return int(config.num_landmarks)
+    if metric:
+        k = round(scene_area_m2(xyz) / config.area_per_landmark_m2)
+    else:
+        k = round(len(xyz) / config.points_per_landmark)
+    return int(np.clip(k, config.min_landmarks, config.max_landmarks))
+
+
+def cluster_landmarks(
+    xyz: np.ndarray, track_lengths: np.ndarray, config: LandmarkConfig, metric: bool = True
+) -> tuple[np.ndarray, int]:
+    """(landmark id per point [P] int32 with 0 = background, K)."""
+    eligible = np.flatnonzero(track_lengths >= config.min_track_length)
+    labels = np.zeros(len(xyz), dtype=np.int32)
+    if len(eligible) == 0:
+        raise ValueError(f"no 3D point has a track of length >= {config.min_track_length}: too few matches to map")
+    k = choose_num_landmarks(xyz[eligible], config, metric)
+    if k < 1:
+        raise ValueError(f"number of landmarks must be >= 1, got {k}")
+    k = min(k, len(eligible))
+    kmeans = KMeans(n_clusters=k, n_init=3, random_state=config.seed).fit(xyz[eligible])
+    # Number landmarks by position so that ids do not depend on KMeans' internal order.
+    order = np.lexsort(np.round(kmeans.cluster_centers_, 3).T[::-1])
+    rank = np.empty(k, dtype=np.int32)
+    rank[order] = np.arange(1, k + 1, dtype=np.int32)
+    labels[eligible] = rank[kmeans.labels_]
+    sizes = np.bincount(labels[eligible], minlength=k + 1)[1:]
+    logger.info("%d landmarks over %d points (track >= %d): %d to %d points each", k, len(eligible),
+                config.min_track_length, sizes.min(), sizes.max())
+    return labels, k

@@ -1,0 +1,349 @@
+"""Structure from motion through pycolmap, on our own features.
+
+In: database images (names, one pinhole camera), their `Features`, and optionally
+their poses (world_from_cam, OpenCV axes). Out: an `SfmResult` holding a
+pycolmap.Reconstruction (cameras, images, 3D points, tracks) in the poses' frame.
+
+- With poses: covisible pairs are chosen from the poses, matches are checked against
+  the known epipolar geometry, and pycolmap triangulates with the poses held fixed.
+  The result is metric, in the poses' frame.
+- Without poses: capture-order (or all) pairs, pycolmap's geometric verification, then
+  incremental SfM; the result is up to scale unless aligned (`align_to_positions`).
+
+Our features use the OpenCV pixel convention (centre of the top-left pixel at (0, 0));
+COLMAP puts it at (0.5, 0.5). The conversion happens here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pycolmap
+from tqdm import tqdm
+
+from pram_ros.features import Features, match_mutual_nn
+from pram_ros.geometry import invert
+
+logger = logging.getLogger(__name__)
+
+COLMAP_PIXEL_OFFSET = 0.5  # COLMAP pixel centres are at +0.5 of OpenCV's
+
+
+@dataclass
+class SfmConfig:
+    """Pairing, matching and triangulation settings (defaults work on the demo world)."""
+
+    pair_neighbors: int = 8  # with poses: covisible partners per image
+    pair_max_angle_deg: float = 60.0  # with poses: max angle between optical axes
+    pair_lookat_m: float = 2.0  # with poses: how far ahead a camera is assumed to look
+    unposed_pairing: str = "sequential"  # without poses: "sequential" (video) or "exhaustive" (photos)
+    sequential_window: int = 10  # without poses, sequential: neighbours in capture order
+    match_ratio: float = 0.9  # Lowe ratio on mutual nearest neighbours, with poses
+    # Without poses only the descriptors vouch for a match, and repetitive textures
+    # (bricks, tiles) then warp the reconstruction: be strict.
+    unposed_match_ratio: float = 0.7
+    epipolar_max_px: float = 2.0  # with poses: Sampson distance gate
+    min_pair_matches: int = 15
+    max_reproj_error_px: float = 2.0  # filter for the final points (with poses)
+    min_tri_angle_deg: float = 1.0
+    unposed_max_reproj_error_px: float = 4.0  # COLMAP's defaults for incremental SfM
+    unposed_min_tri_angle_deg: float = 1.5
+    num_threads: int = -1
+    seed: int = 0
+
+
+@dataclass
+class SfmResult:
+    reconstruction: pycolmap.Reconstruction
+    image_ids: list[int]  # COLMAP image id of each input image (same order as the inputs)
+    num_pairs: int
+    num_verified_matches: int
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    def registered(self) -> np.ndarray:
+        """Boolean [N]: which input images have a pose in the reconstruction."""
+        images = self.reconstruction.images
+        return np.array([i in images and images[i].has_pose for i in self.image_ids])
+
+
+def colmap_camera(K: np.ndarray, width: int, height: int, camera_id: int = 1) -> pycolmap.Camera:
+    camera = pycolmap.Camera(
+        model="PINHOLE",
+        width=int(width),
+        height=int(height),
+        params=[K[0, 0], K[1, 1], K[0, 2] + COLMAP_PIXEL_OFFSET, K[1, 2] + COLMAP_PIXEL_OFFSET],
+        camera_id=camera_id,
+    )
+    # The intrinsics are calibrated: without this flag COLMAP re-estimates the focal length.
+    camera.has_prior_focal_length = True
+    return camera
+
+
+def rigid_from_matrix(a_from_b: np.ndarray) -> pycolmap.Rigid3d:
+    return pycolmap.Rigid3d(pycolmap.Rotation3d(a_from_b[:3, :3]), a_from_b[:3, 3])
+
+
+def covisible_pairs(world_from_cam: np.ndarray, config: SfmConfig) -> np.ndarray:
+    """[M x 2] image index pairs (i < j) whose views likely overlap, from poses alone.
+
+    Two cameras are partners when their optical axes are within `pair_max_angle_deg`
+    and the points they look at (`pair_lookat_m` ahead) are close; each image keeps its
+    `pair_neighbors` best partners.
+    """
+    centres = world_from_cam[:, :3, 3]
+    axes = world_from_cam[:, :3, 2]
+    lookat = centres + config.pair_lookat_m * axes
+    distance = np.linalg.norm(lookat[:, None] - lookat[None], axis=-1)
+    cos_angle = np.clip(axes @ axes.T, -1.0, 1.0)
+    distance[cos_angle < np.cos(np.deg2rad(config.pair_max_angle_deg))] = np.inf
+    distance[distance > 2.0 * config.pair_lookat_m] = np.inf
+    np.fill_diagonal(distance, np.inf)
+    pairs = set()
+    k = min(config.pair_neighbors, len(centres) - 1)
+    if k <= 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    nearest = np.argsort(distance, axis=1)[:, :k]
+    for i, row in enumerate(nearest):
+        for j in row:
+            if np.isfinite(distance[i, j]):
+                pairs.add((min(i, j), max(i, j)))
+    return np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2)
+
+
+def unposed_pairs(num_images: int, config: SfmConfig) -> np.ndarray:
+    """Pairs without poses. "sequential" (a video or a walk): each image with the next
+    `sequential_window` in capture order, so look-alike places seen at other times are
+    never matched (exact repeats, like a brick wall in two rooms, fool SfM otherwise).
+    "exhaustive" (an unordered photo collection): all pairs."""
+    if config.unposed_pairing == "exhaustive":
+        i, j = np.triu_indices(num_images, k=1)
+        return np.stack([i, j], axis=1)
+    if config.unposed_pairing != "sequential":
+        raise ValueError(f"SfmConfig.unposed_pairing: expected 'sequential' or 'exhaustive', got {config.unposed_pairing!r}")
+    pairs = [(i, j) for i in range(num_images) for j in range(i + 1, min(i + 1 + config.sequential_window, num_images))]
+    return np.array(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def sampson_error_px2(points_a: np.ndarray, points_b: np.ndarray, F: np.ndarray) -> np.ndarray:
+    """Squared Sampson distance (px^2) of correspondences under fundamental matrix F (b^T F a = 0)."""
+    homogeneous_a = np.hstack([points_a, np.ones((len(points_a), 1))])
+    homogeneous_b = np.hstack([points_b, np.ones((len(points_b), 1))])
+    Fa = homogeneous_a @ F.T
+    Ftb = homogeneous_b @ F
+    numerator = np.sum(homogeneous_b * Fa, axis=1) ** 2
+    denominator = Fa[:, 0] ** 2 + Fa[:, 1] ** 2 + Ftb[:, 0] ** 2 + Ftb[:, 1] ** 2
+    return numerator / np.maximum(denominator, 1e-12)
+
+
+def fundamental_from_poses(K_a: np.ndarray, K_b: np.ndarray, cam_a_from_world: np.ndarray,
+                           cam_b_from_world: np.ndarray) -> np.ndarray:
+    b_from_a = cam_b_from_world @ invert(cam_a_from_world)
+    t = b_from_a[:3, 3]
+    t_cross = np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]])
+    essential = t_cross @ b_from_a[:3, :3]
+    return np.linalg.inv(K_b).T @ essential @ np.linalg.inv(K_a)
+
+
+def _open_database(path: Path, cameras: list[pycolmap.Camera], camera_of_image: list[int], names: list[str],
+                   world_from_cam: np.ndarray | None) -> tuple[pycolmap.Database, pycolmap.Reconstruction, list[int]]:
+    """A COLMAP database with the cameras, trivial rigs/frames and the images; plus the
+    matching reconstruction (posed frames where poses are known)."""
+    reconstruction = pycolmap.Reconstruction()
+    for camera in cameras:
+        reconstruction.add_camera_with_trivial_rig(camera)
+    image_ids = []
+    for index, name in enumerate(names):
+        camera_id = cameras[camera_of_image[index]].camera_id
+        image = pycolmap.Image(name=name, camera_id=camera_id, image_id=index + 1)
+        if world_from_cam is None:
+            reconstruction.add_image_with_trivial_frame(image)
+        else:
+            reconstruction.add_image_with_trivial_frame(image, rigid_from_matrix(invert(world_from_cam[index])))
+        image_ids.append(index + 1)
+    database = pycolmap.Database.open(str(path))
+    for value in reconstruction.cameras.values():
+        database.write_camera(value, use_camera_id=True)
+    for value in reconstruction.rigs.values():
+        database.write_rig(value, use_rig_id=True)
+    for value in reconstruction.frames.values():
+        database.write_frame(value, use_frame_id=True)
+    for value in reconstruction.images.values():
+        database.write_image(value, use_image_id=True)
+    return database, reconstruction, image_ids
+
+
+def _pipeline_options(config: SfmConfig, posed: bool, fixed_intrinsics: bool = True) -> pycolmap.IncrementalPipelineOptions:
+    options = pycolmap.IncrementalPipelineOptions()
+    options.num_threads = config.num_threads
+    options.random_seed = config.seed
+    options.extract_colors = False
+    max_error = config.max_reproj_error_px if posed else config.unposed_max_reproj_error_px
+    min_angle = config.min_tri_angle_deg if posed else config.unposed_min_tri_angle_deg
+    options.mapper.filter_max_reproj_error = max_error
+    options.mapper.filter_min_tri_angle = min_angle
+    options.triangulation.min_angle = min_angle
+    if fixed_intrinsics:
+        options.mapper.abs_pose_refine_focal_length = False
+        options.mapper.abs_pose_refine_extra_params = False
+        options.ba_refine_focal_length = False
+        options.ba_refine_principal_point = False
+        options.ba_refine_extra_params = False
+    return options
+
+
+def reconstruct(
+    names: list[str],
+    features: list[Features],
+    K: np.ndarray,
+    width: int | np.ndarray,
+    height: int | np.ndarray,
+    work_dir: Path,
+    world_from_cam: np.ndarray | None = None,
+    config: SfmConfig | None = None,
+) -> SfmResult:
+    """Match and reconstruct (see the module docstring). `work_dir` receives the
+    COLMAP database and model; it must exist and be empty of a previous database.
+
+    One camera for all images (K [3 x 3], width and height ints), or one per image
+    (K [N x 3 x 3], widths and heights [N]), as in a photo collection."""
+    config = config or SfmConfig()
+    work_dir = Path(work_dir)
+    if len(names) != len(features):
+        raise ValueError(f"{len(names)} image names but {len(features)} feature sets")
+    if world_from_cam is not None and len(world_from_cam) != len(names):
+        raise ValueError(f"{len(names)} images but {len(world_from_cam)} poses")
+    if len(names) < 2:
+        raise ValueError(f"mapping needs at least 2 images, got {len(names)}")
+    timings: dict[str, float] = {}
+    pycolmap.set_random_seed(config.seed)
+
+    start = time.perf_counter()
+    pairs = covisible_pairs(world_from_cam, config) if world_from_cam is not None else unposed_pairs(len(names), config)
+    Ks = np.broadcast_to(np.asarray(K, float), (len(names), 3, 3)) if np.ndim(K) == 2 else np.asarray(K, float)
+    widths = np.broadcast_to(np.asarray(width), (len(names),))
+    heights = np.broadcast_to(np.asarray(height), (len(names),))
+    if np.ndim(K) == 2:
+        cameras, camera_of_image = [colmap_camera(Ks[0], int(widths[0]), int(heights[0]))], [0] * len(names)
+    else:
+        cameras = [colmap_camera(Ks[i], int(widths[i]), int(heights[i]), camera_id=i + 1) for i in range(len(names))]
+        camera_of_image = list(range(len(names)))
+    database_path = work_dir / "database.db"
+    if database_path.exists():
+        raise FileExistsError(f"{database_path} exists: use an empty work folder")
+    database, reconstruction, image_ids = _open_database(database_path, cameras, camera_of_image, names, world_from_cam)
+    for image_id, feature in zip(image_ids, features):
+        database.write_keypoints(image_id, (feature.keypoints + COLMAP_PIXEL_OFFSET).astype(np.float32))
+    cam_from_world = None if world_from_cam is None else np.array([invert(p) for p in world_from_cam])
+
+    num_verified = 0
+    kept_pairs = []
+    for i, j in tqdm(pairs, desc="matching", unit="pair", leave=False):
+        ratio = config.match_ratio if cam_from_world is not None else config.unposed_match_ratio
+        matches = match_mutual_nn(features[i].descriptors, features[j].descriptors, ratio=ratio)
+        if cam_from_world is not None and len(matches):
+            F = fundamental_from_poses(Ks[i], Ks[j], cam_from_world[i], cam_from_world[j])
+            error = sampson_error_px2(features[i].keypoints[matches[:, 0]], features[j].keypoints[matches[:, 1]], F)
+            matches = matches[error < config.epipolar_max_px**2]
+        if len(matches) < config.min_pair_matches:
+            continue
+        matches = matches.astype(np.uint32)
+        database.write_matches(image_ids[i], image_ids[j], matches)
+        if cam_from_world is not None:
+            # Poses are known: the epipolar check above is the geometric verification.
+            geometry = pycolmap.TwoViewGeometry()
+            geometry.config = pycolmap.TwoViewGeometryConfiguration.CALIBRATED
+            geometry.inlier_matches = matches
+            database.write_two_view_geometry(image_ids[i], image_ids[j], geometry)
+            num_verified += len(matches)
+        kept_pairs.append((i, j))
+    database.close()
+    timings["matching"] = time.perf_counter() - start
+    logger.info("matched %d of %d pairs in %.1f s", len(kept_pairs), len(pairs), timings["matching"])
+
+    start = time.perf_counter()
+    model_dir = work_dir / "model"
+    model_dir.mkdir(exist_ok=True)
+    if cam_from_world is not None:
+        result = pycolmap.triangulate_points(
+            reconstruction, database_path, work_dir, model_dir, options=_pipeline_options(config, posed=True)
+        )
+        timings["triangulation"] = time.perf_counter() - start
+    else:
+        pairs_path = work_dir / "pairs.txt"
+        pairs_path.write_text("".join(f"{names[i]} {names[j]}\n" for i, j in kept_pairs))
+        verification = pycolmap.TwoViewGeometryOptions()
+        verification.compute_relative_pose = True
+        pycolmap.verify_matches(database_path, pairs_path, verification)
+        timings["verification"] = time.perf_counter() - start
+        start = time.perf_counter()
+        options = _pipeline_options(config, posed=False)
+        models = pycolmap.incremental_mapping(database_path, work_dir, model_dir, options=options)
+        timings["incremental_sfm"] = time.perf_counter() - start
+        if not models:
+            raise RuntimeError("incremental SfM registered no image pair: too few matches between the images")
+        result = max(models.values(), key=lambda model: model.num_reg_images())
+        database = pycolmap.Database.open(str(database_path))
+        num_verified = database.num_inlier_matches()
+        database.close()
+    return SfmResult(result, image_ids, len(kept_pairs), int(num_verified), timings)
+
+
+@dataclass
+class Tracks:
+    """3D points and their observations as flat arrays (CSR by point)."""
+
+    xyz: np.ndarray  # [P x 3] float64
+    error_px: np.ndarray  # [P] mean reprojection error
+    offsets: np.ndarray  # [P+1] int64
+    obs_image: np.ndarray  # [O] int32, index of the input image
+    obs_keypoint: np.ndarray  # [O] int32, index of the keypoint in that image's Features
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def __len__(self) -> int:
+        return len(self.xyz)
+
+
+def tracks_from_result(result: SfmResult) -> Tracks:
+    """Flatten the reconstruction's points and tracks, indexed by input image order."""
+    index_of = {image_id: index for index, image_id in enumerate(result.image_ids)}
+    points = result.reconstruction.points3D
+    point_ids = sorted(points)
+    xyz = np.empty((len(point_ids), 3))
+    error = np.empty(len(point_ids))
+    lengths = np.empty(len(point_ids), dtype=np.int64)
+    images, keypoints = [], []
+    for row, point_id in enumerate(point_ids):
+        point = points[point_id]
+        xyz[row] = point.xyz
+        error[row] = point.error
+        elements = point.track.elements
+        lengths[row] = len(elements)
+        images.extend(index_of[element.image_id] for element in elements)
+        keypoints.extend(element.point2D_idx for element in elements)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    return Tracks(xyz, error, offsets, np.array(images, dtype=np.int32), np.array(keypoints, dtype=np.int32))
+
+
+def align_to_positions(result: SfmResult, names: list[str], world_positions: np.ndarray,
+                       max_error_m: float = 0.05) -> pycolmap.Sim3d:
+    """Sim3-align an up-to-scale reconstruction to known camera centres (in place).
+
+    `names[i]` has centre `world_positions[i]`; images the reconstruction lacks are
+    ignored. Raises if fewer than 3 registered images have a known centre.
+    """
+    ransac = pycolmap.RANSACOptions()
+    ransac.max_error = max_error_m
+    sim3 = pycolmap.align_reconstruction_to_locations(
+        result.reconstruction, list(names), np.asarray(world_positions, np.float64), 3, ransac
+    )
+    if sim3 is None:
+        raise RuntimeError("Sim3 alignment failed: fewer than 3 registered images agree with the given poses")
+    result.reconstruction.transform(sim3)
+    return sim3

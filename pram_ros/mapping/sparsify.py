@@ -1,0 +1,145 @@
+"""Map compression: one descriptor per point, a few reference views per landmark,
+and no redundant points.
+
+In: `Tracks` (points and their observations), the database images' `Features` and
+the landmark id per point. Out:
+- `medoid_descriptors`: each point's most central track descriptor, float16;
+- `select_vrfs`: per landmark, database images chosen by greedy set cover of its
+  points (PRAM's virtual reference frames);
+- `triangulation_angles_deg`: the widest angle between a point's viewing rays; points
+  below `min_tri_angle_deg` are poorly constrained in depth and are not kept;
+- `redundant_points`: a point is dropped when, in every VRF that observes it, an
+  already kept point of its landmark lies within `drop_radius_px`. Points are visited
+  best first (long tracks, low error), so the kept ones are the reliable ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from pram_ros.features import Features
+from pram_ros.mapping.sfm import Tracks
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CompressionConfig:
+    max_vrfs_per_landmark: int = 8
+    vrf_coverage: float = 0.9  # stop adding VRFs once this share of the landmark's points is seen
+    drop_radius_px: float = 14.0
+    # XFeat keypoints are good to about half a pixel: at 2-3 m, 6 degrees of parallax
+    # keeps depth error near 1 cm (measured on the demo world).
+    min_tri_angle_deg: float = 6.0
+
+
+def medoid_descriptors(tracks: Tracks, features: list[Features]) -> np.ndarray:
+    """[P x D] float16: per point, the track descriptor with the least total L2 distance
+    to the others (grouped by track length, so each group is one batched computation)."""
+    dim = features[0].descriptors.shape[1]
+    observed = np.zeros((len(tracks.obs_image), dim), dtype=np.float32)
+    for image in np.unique(tracks.obs_image):
+        rows = np.flatnonzero(tracks.obs_image == image)
+        observed[rows] = features[image].descriptors[tracks.obs_keypoint[rows]]
+    medoids = np.empty((len(tracks), dim), dtype=np.float16)
+    lengths = tracks.lengths
+    for length in np.unique(lengths):
+        points = np.flatnonzero(lengths == length)
+        rows = tracks.offsets[points][:, None] + np.arange(length)
+        group = observed[rows]  # [n x length x D]
+        gram = np.einsum("nid,njd->nij", group, group)
+        squared = np.einsum("nid,nid->ni", group, group)
+        distance = np.sqrt(np.maximum(squared[:, :, None] + squared[:, None, :] - 2 * gram, 0.0))
+        best = distance.sum(axis=2).argmin(axis=1)
+        medoids[points] = group[np.arange(len(points)), best].astype(np.float16)
+    return medoids
+
+
+def triangulation_angles_deg(tracks: Tracks, camera_centres: np.ndarray) -> np.ndarray:
+    """[P]: per point, the largest angle (degrees) between the rays to its observing cameras."""
+    angles = np.zeros(len(tracks))
+    lengths = tracks.lengths
+    for length in np.unique(lengths):
+        points = np.flatnonzero(lengths == length)
+        rows = tracks.offsets[points][:, None] + np.arange(length)
+        rays = camera_centres[tracks.obs_image[rows]] - tracks.xyz[points][:, None]
+        rays /= np.maximum(np.linalg.norm(rays, axis=2, keepdims=True), 1e-12)
+        cosines = np.einsum("nid,njd->nij", rays, rays).reshape(len(points), -1).min(axis=1)
+        angles[points] = np.degrees(np.arccos(np.clip(cosines, -1.0, 1.0)))
+    return angles
+
+
+def select_vrfs(tracks: Tracks, labels: np.ndarray, num_landmarks: int, config: CompressionConfig) -> list[np.ndarray]:
+    """Per landmark id 1..K (list index k-1): database image indices chosen greedily to
+    cover its points until `vrf_coverage` or `max_vrfs_per_landmark` is reached."""
+    point_of_obs = np.repeat(np.arange(len(tracks)), tracks.lengths)
+    vrfs = []
+    for landmark in range(1, num_landmarks + 1):
+        in_landmark = labels[point_of_obs] == landmark
+        obs_points, obs_images = point_of_obs[in_landmark], tracks.obs_image[in_landmark]
+        num_points = len(np.unique(obs_points))
+        covered: set[int] = set()
+        chosen: list[int] = []
+        by_image = {image: set(obs_points[obs_images == image].tolist()) for image in np.unique(obs_images)}
+        while by_image and len(chosen) < config.max_vrfs_per_landmark:
+            if len(covered) >= config.vrf_coverage * num_points:
+                break
+            image, seen = max(by_image.items(), key=lambda item: (len(item[1] - covered), -item[0]))
+            if not seen - covered:
+                break
+            chosen.append(int(image))
+            covered |= seen
+            del by_image[image]
+        vrfs.append(np.array(sorted(chosen), dtype=np.int32))
+    return vrfs
+
+
+def redundant_points(
+    tracks: Tracks, labels: np.ndarray, vrfs: list[np.ndarray], features: list[Features], config: CompressionConfig
+) -> np.ndarray:
+    """Boolean [P]: points to drop (see the module docstring). Background points
+    (label 0) are not judged here."""
+    radius = config.drop_radius_px
+    order = np.lexsort((tracks.error_px, -tracks.lengths))
+    # occupancy[(landmark, image, cell_x, cell_y)] -> kept keypoint positions in that cell
+    occupancy: dict[tuple[int, int, int], list[np.ndarray]] = {}
+    drop = np.zeros(len(tracks), dtype=bool)
+    vrf_sets = [set(v.tolist()) for v in vrfs]
+    for point in order:
+        landmark = labels[point]
+        if landmark == 0:
+            continue
+        start, end = tracks.offsets[point], tracks.offsets[point + 1]
+        in_vrfs = [(image, keypoint) for image, keypoint in zip(tracks.obs_image[start:end], tracks.obs_keypoint[start:end])
+                   if image in vrf_sets[landmark - 1]]
+        if not in_vrfs:
+            continue  # seen by no VRF: it covers views the VRFs miss
+        positions = [features[image].keypoints[keypoint] for image, keypoint in in_vrfs]
+        redundant = True
+        for (image, _), xy in zip(in_vrfs, positions):
+            cx, cy = int(xy[0] // radius), int(xy[1] // radius)
+            near = False
+            for dx in (-1, 0, 1):
+                for dy in (-1, 0, 1):
+                    for other in occupancy.get((landmark, image, cx + dx, cy + dy), ()):
+                        if (other[0] - xy[0]) ** 2 + (other[1] - xy[1]) ** 2 < radius * radius:
+                            near = True
+                            break
+                    if near:
+                        break
+                if near:
+                    break
+            if not near:
+                redundant = False
+                break
+        if redundant:
+            drop[point] = True
+            continue
+        for (image, _), xy in zip(in_vrfs, positions):
+            occupancy.setdefault((landmark, image, int(xy[0] // radius), int(xy[1] // radius)), []).append(xy)
+    logger.info("dropped %d of %d landmark points as redundant within %.1f px in their VRFs",
+                drop.sum(), (labels > 0).sum(), radius)
+    return drop

@@ -1,0 +1,169 @@
+"""Map building on a short rendered sequence: real XFeat features, real pycolmap SfM."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pram_ros.geometry import invert
+from pram_ros.mapping.build import MapBuildConfig, build_map, images_from_bag, images_from_folder
+from pram_ros.mapping.mapfile import MapFileError, load_map, map_fingerprint, save_map
+from pram_ros.mapping.sfm import SfmConfig, align_to_positions, reconstruct
+from pram_ros.world.generate import WorldConfig, generate_world
+from pram_ros.world.io import load_depth, load_tum
+
+from conftest import REPO
+
+MIN_POINTS_PER_VRF = 20
+
+
+@pytest.fixture(scope="module")
+def sequence(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mapping_world") / "world"
+    generate_world(out, WorldConfig(seed=5, rooms=1, frames=40, sequences=("mapping",), write_bags=True))
+    return out / "mapping"
+
+
+@pytest.fixture(scope="module")
+def posed_map(sequence):
+    images = images_from_folder(sequence / "images", poses_tum=sequence / "poses.tum")
+    return build_map(images, MapBuildConfig())
+
+
+def test_summary_and_size(posed_map):
+    pram_map, summary = posed_map
+    assert summary.registered == summary.images == 40
+    assert summary.points_reconstructed > 3000 and summary.mean_track_length > 3.0
+    assert summary.reprojection_error_px < 1.0
+    assert pram_map.num_points == summary.points_kept > 1000
+    # The compressed map is a small fraction of the classic one.
+    assert pram_map.nbytes() <= 0.10 * summary.full_reconstruction_bytes
+    assert pram_map.meta["extractor"]["name"] == "xfeat" and pram_map.descriptor_dim == 64
+    assert pram_map.point_descriptor.dtype == np.float16
+
+
+def test_points_lie_on_rendered_surfaces(posed_map, sequence):
+    pram_map, _ = posed_map
+    stamps, world_from_cam = load_tum(sequence / "poses.tum")
+    K = pram_map.K(0)
+    names = pram_map.image_names
+    errors = []
+    for image_index in range(0, pram_map.num_images, 3):
+        frame = int(names[image_index].split(".")[0])
+        depth = load_depth(sequence / "depth" / names[image_index])
+        cam_from_world = invert(world_from_cam[frame])
+        np.testing.assert_allclose(pram_map.cam_from_world(image_index), cam_from_world, atol=1e-6)
+        observed = np.flatnonzero(np.add.reduceat(pram_map.point_obs_images == image_index,
+                                                  pram_map.point_obs_offsets[:-1]) > 0)
+        xyz_cam = pram_map.point_xyz[observed] @ cam_from_world[:3, :3].T + cam_from_world[:3, 3]
+        uv = xyz_cam @ K.T
+        uv = np.rint(uv[:, :2] / uv[:, 2:]).astype(int)
+        inside = (uv[:, 0] >= 0) & (uv[:, 0] < depth.shape[1]) & (uv[:, 1] >= 0) & (uv[:, 1] < depth.shape[0])
+        errors.append(np.abs(xyz_cam[inside, 2] - depth[uv[inside, 1], uv[inside, 0]]))
+    errors = np.concatenate(errors)
+    assert len(errors) > 1000
+    assert np.median(errors) <= 0.01, f"median distance to the rendered surface {np.median(errors):.4f} m"
+    assert np.percentile(errors, 90) <= 0.05
+
+
+def test_landmarks_are_spatially_coherent(posed_map):
+    pram_map, _ = posed_map
+    assert set(np.unique(pram_map.point_landmark)) == set(range(1, pram_map.num_landmarks + 1))
+    distance = np.linalg.norm(pram_map.point_xyz[:, None] - pram_map.landmark_centroid[None], axis=2)
+    nearest = distance.argmin(axis=1) + 1
+    assert np.mean(nearest == pram_map.point_landmark) > 0.9
+    # Each landmark is compact: its points sit within its box.
+    for landmark in range(1, pram_map.num_landmarks + 1):
+        members = pram_map.point_xyz[pram_map.point_landmark == landmark]
+        centre, half = pram_map.landmark_centroid[landmark - 1], pram_map.landmark_extent[landmark - 1]
+        assert np.all(np.abs(members - centre) <= half + 1e-4)
+        assert np.all(half < 10.0)
+
+
+def test_compression_keeps_vrf_coverage(posed_map):
+    pram_map, _ = posed_map
+    for landmark in range(1, pram_map.num_landmarks + 1):
+        vrfs = pram_map.landmark_vrfs(landmark)
+        assert 1 <= len(vrfs) <= 8
+        members = np.flatnonzero(pram_map.point_landmark == landmark)
+        for vrf in vrfs:
+            seen = sum(vrf in pram_map.point_observers(p) for p in members)
+            assert seen >= MIN_POINTS_PER_VRF, f"landmark {landmark}: VRF {vrf} sees only {seen} kept points"
+
+
+def test_map_file_round_trip_and_rejections(posed_map, tmp_path):
+    pram_map, _ = posed_map
+    path = tmp_path / "map.npz"
+    save_map(pram_map, path)
+    loaded = load_map(path)
+    for name, array in pram_map.arrays().items():
+        np.testing.assert_array_equal(getattr(loaded, name), array, err_msg=name)
+    assert map_fingerprint(loaded) == map_fingerprint(pram_map) == map_fingerprint(path)
+
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(MapFileError) as error:
+        load_map(truncated)
+    assert str(truncated) in str(error.value) and "\n" not in str(error.value)
+
+
+SACRE_COEUR = REPO.parent / "shared" / "data" / "sacre_coeur"
+
+
+@pytest.mark.skipif(not SACRE_COEUR.is_dir(), reason="../shared/data/sacre_coeur is absent")
+def test_sfm_without_poses_on_real_photos_matches_reference_up_to_sim3(tmp_path):
+    """10 real photos from different cameras: incremental SfM, Sim3 alignment to the
+    reference camera centres (IMC poses, arbitrary scale)."""
+    from scipy.spatial.transform import Rotation
+
+    from pram_ros.features import create_extractor
+    from pram_ros.world.io import load_image
+
+    rows = [line.split() for line in (SACRE_COEUR / "reference_poses.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+    extractor = create_extractor("sift")
+    names, Ks, widths, heights, centres, features = [], [], [], [], [], []
+    for row in rows:
+        fx, fy, cx, cy = map(float, row[1:5])
+        qw, qx, qy, qz, tx, ty, tz = map(float, row[5:12])
+        rgb = load_image(SACRE_COEUR / "images" / row[0])
+        names.append(row[0])
+        # COLMAP's principal point is 0.5 px off OpenCV's.
+        Ks.append(np.array([[fx, 0, cx - 0.5], [0, fy, cy - 0.5], [0, 0, 1]]))
+        widths.append(rgb.shape[1])
+        heights.append(rgb.shape[0])
+        rotation = Rotation.from_quat([qx, qy, qz, qw]).as_matrix()
+        centres.append(-rotation.T @ np.array([tx, ty, tz]))
+        features.append(extractor.extract(rgb))
+    result = reconstruct(names, features, np.array(Ks), np.array(widths), np.array(heights), tmp_path,
+                         config=SfmConfig(unposed_pairing="exhaustive", unposed_match_ratio=0.8, num_threads=1))
+    centres = np.array(centres)
+    radius = np.median(np.linalg.norm(centres - centres.mean(axis=0), axis=1))
+    align_to_positions(result, names, centres, max_error_m=0.05 * radius)
+    registered = result.registered()
+    assert registered.sum() >= 9, f"{registered.sum()} of 10 photos registered"
+    errors = [np.linalg.norm(result.reconstruction.images[image_id].projection_center() - centre)
+              for image_id, centre, ok in zip(result.image_ids, centres, registered) if ok]
+    assert np.median(errors) <= 0.05 * radius, f"median centre error {np.median(errors) / radius:.3f} of the radius"
+
+
+def test_bag_and_folder_give_the_same_map(sequence, posed_map):
+    pram_map, _ = posed_map
+    images = images_from_bag(sequence / "bag", "/camera/image_raw", pose_topic="/ground_truth/pose")
+    assert len(images.names) == 40
+    from_bag, _ = build_map(images, MapBuildConfig())
+    for name in ("point_xyz", "point_descriptor", "point_landmark", "point_obs_offsets", "point_obs_images",
+                 "landmark_vrf_images", "image_cam_from_world", "camera_params"):
+        np.testing.assert_allclose(getattr(from_bag, name).astype(float), getattr(pram_map, name).astype(float),
+                                   atol=1e-5, err_msg=name)
+
+
+def test_bad_inputs_give_clear_errors(sequence, tmp_path):
+    with pytest.raises(ValueError, match="poses for 40 images"):
+        short = tmp_path / "short.tum"
+        short.write_text("".join((sequence / "poses.tum").read_text().splitlines(keepends=True)[:10]))
+        images_from_folder(sequence / "images", poses_tum=short)
+    with pytest.raises(ValueError, match="no messages on image topic"):
+        images_from_bag(sequence / "bag", "/nope/image_raw", camera_info_topic="/camera/camera_info")
+    with pytest.raises(FileNotFoundError, match="not a folder of images"):
+        images_from_folder(tmp_path / "missing")
