@@ -43,10 +43,14 @@ pram_ros/msg/__init__.py: $(MSG_SOURCES) $(VENV)/.installed
 	tools/build_msgs.sh
 	touch $@
 
-# The world is deterministic: re-rendering it gives the same bytes.
+# The world is deterministic: re-rendering it gives the same bytes. Then the map of
+# its mapping sequence, triangulated with the recorded poses.
 demo: setup
 	rm -rf $(DEMO_DIR)/world
 	$(BIN)/pram world --out $(DEMO_DIR)/world
+	$(BIN)/pram map build --images $(DEMO_DIR)/world/mapping/images --poses $(DEMO_DIR)/world/mapping/poses.tum \
+		--out $(DEMO_DIR)/map.npz --overwrite
+	$(BIN)/pram map info $(DEMO_DIR)/map.npz
 
 # pytest exits 5 when it collected no tests: that is a failure too.
 test: setup

@@ -167,3 +167,29 @@ def test_bad_inputs_give_clear_errors(sequence, tmp_path):
         images_from_bag(sequence / "bag", "/nope/image_raw", camera_info_topic="/camera/camera_info")
     with pytest.raises(FileNotFoundError, match="not a folder of images"):
         images_from_folder(tmp_path / "missing")
+
+
+def test_cli_map_build_and_info(sequence, tmp_path):
+    """`pram map build` from the bag, then `pram map info`; a broken file gives one line, no traceback."""
+    import subprocess
+
+    from conftest import venv_executable
+
+    out = tmp_path / "map.npz"
+    build = subprocess.run(
+        [venv_executable("pram"), "map", "build", "--bag", str(sequence / "bag"), "--image-topic", "/camera/image_raw",
+         "--pose-topic", "/ground_truth/pose", "--landmarks", "5", "--out", str(out)],
+        capture_output=True, text=True, timeout=600, env={**__import__("os").environ, "TQDM_DISABLE": "1"},
+    )
+    assert build.returncode == 0, build.stderr[-3000:]
+    assert "images registered: 40 of 40" in build.stdout and out.is_file()
+    info = subprocess.run([venv_executable("pram"), "map", "info", str(out)], capture_output=True, text=True, timeout=120)
+    assert info.returncode == 0 and "landmarks:   5" in info.stdout, info.stdout + info.stderr
+    again = subprocess.run(build.args, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "exists" in again.stderr, "an existing map is never overwritten silently"
+
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(out.read_bytes()[:1000])
+    info = subprocess.run([venv_executable("pram"), "map", "info", str(broken)], capture_output=True, text=True, timeout=120)
+    assert info.returncode == 2
+    assert "Traceback" not in info.stderr and str(broken) in info.stderr

@@ -127,7 +127,8 @@ class ExtractorConfig:
         if self.max_keypoints < 1:
             raise ValueError(f"ExtractorConfig.max_keypoints: expected >= 1, got {self.max_keypoints}")
         if self.detection_threshold is not None and not self.detection_threshold >= 0.0:
-            raise ValueError(f"ExtractorConfig.detection_threshold: expected >= 0 or None, got {self.detection_threshold}")
+            raise ValueError(
+                f"ExtractorConfig.detection_threshold: expected >= 0 or None, got {self.detection_threshold}")
         if self.device not in DEVICES and not re.fullmatch(r"cuda:\d+", self.device):
             raise ValueError(f"ExtractorConfig.device: expected one of {DEVICES} or 'cuda:N', got {self.device!r}")
 

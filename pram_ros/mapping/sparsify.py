@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 class CompressionConfig:
     max_vrfs_per_landmark: int = 8
     vrf_coverage: float = 0.9  # stop adding VRFs once this share of the landmark's points is seen
-    drop_radius_px: float = 14.0
+    drop_radius_px: float = 6.0
     # XFeat keypoints are good to about half a pixel: at 2-3 m, 6 degrees of parallax
     # keeps depth error near 1 cm (measured on the demo world).
     min_tri_angle_deg: float = 6.0
