@@ -161,6 +161,7 @@ def test_bad_inputs_give_clear_errors(sequence, tmp_path):
 
 def test_cli_map_build_and_info(sequence, tmp_path):
     """`pram map build` from the bag, then `pram map info`; a broken file gives one line, no traceback."""
+    import os
     import subprocess
 
     from conftest import venv_executable
@@ -169,7 +170,7 @@ def test_cli_map_build_and_info(sequence, tmp_path):
     build = subprocess.run(
         [venv_executable("pram"), "map", "build", "--bag", str(sequence / "bag"), "--image-topic", "/camera/image_raw",
          "--pose-topic", "/ground_truth/pose", "--landmarks", "5", "--out", str(out)],
-        capture_output=True, text=True, timeout=600, env={**__import__("os").environ, "TQDM_DISABLE": "1"},
+        capture_output=True, text=True, timeout=600, env={**os.environ, "TQDM_DISABLE": "1"},
     )
     assert build.returncode == 0, build.stderr[-3000:]
     assert "images registered: 40 of 40" in build.stdout and out.is_file()

@@ -60,8 +60,6 @@ class SfmConfig:
 class SfmResult:
     reconstruction: pycolmap.Reconstruction
     image_ids: list[int]  # COLMAP image id of each input image (same order as the inputs)
-    num_pairs: int
-    num_verified_matches: int
     timings_s: dict[str, float] = field(default_factory=dict)
 
     def registered(self) -> np.ndarray:
@@ -223,14 +221,13 @@ def reconstruct(
 
     start = time.perf_counter()
     pairs = covisible_pairs(world_from_cam, config) if world_from_cam is not None else unposed_pairs(len(names), config)
-    Ks = np.broadcast_to(np.asarray(K, float), (len(names), 3, 3)) if np.ndim(K) == 2 else np.asarray(K, float)
+    shared_camera = np.ndim(K) == 2
+    Ks = np.broadcast_to(np.asarray(K, float), (len(names), 3, 3))
     widths = np.broadcast_to(np.asarray(width), (len(names),))
     heights = np.broadcast_to(np.asarray(height), (len(names),))
-    if np.ndim(K) == 2:
-        cameras, camera_of_image = [colmap_camera(Ks[0], int(widths[0]), int(heights[0]))], [0] * len(names)
-    else:
-        cameras = [colmap_camera(Ks[i], int(widths[i]), int(heights[i]), camera_id=i + 1) for i in range(len(names))]
-        camera_of_image = list(range(len(names)))
+    num_cameras = 1 if shared_camera else len(names)
+    cameras = [colmap_camera(Ks[i], int(widths[i]), int(heights[i]), camera_id=i + 1) for i in range(num_cameras)]
+    camera_of_image = [0] * len(names) if shared_camera else list(range(len(names)))
     database_path = work_dir / "database.db"
     if database_path.exists():
         raise FileExistsError(f"{database_path} exists: use an empty work folder")
@@ -239,7 +236,6 @@ def reconstruct(
         database.write_keypoints(image_id, (feature.keypoints + COLMAP_PIXEL_OFFSET).astype(np.float32))
     cam_from_world = None if world_from_cam is None else np.array([invert(p) for p in world_from_cam])
 
-    num_verified = 0
     kept_pairs = []
     for i, j in tqdm(pairs, desc="matching", unit="pair", leave=False):
         ratio = config.match_ratio if cam_from_world is not None else config.unposed_match_ratio
@@ -258,7 +254,6 @@ def reconstruct(
             geometry.config = pycolmap.TwoViewGeometryConfiguration.CALIBRATED
             geometry.inlier_matches = matches
             database.write_two_view_geometry(image_ids[i], image_ids[j], geometry)
-            num_verified += len(matches)
         kept_pairs.append((i, j))
     database.close()
     timings["matching"] = time.perf_counter() - start
@@ -286,10 +281,7 @@ def reconstruct(
         if not models:
             raise RuntimeError("incremental SfM registered no image pair: too few matches between the images")
         result = max(models.values(), key=lambda model: model.num_reg_images())
-        database = pycolmap.Database.open(str(database_path))
-        num_verified = database.num_inlier_matches()
-        database.close()
-    return SfmResult(result, image_ids, len(kept_pairs), int(num_verified), timings)
+    return SfmResult(result, image_ids, timings)
 
 
 @dataclass

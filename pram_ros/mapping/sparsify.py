@@ -97,6 +97,17 @@ def select_vrfs(tracks: Tracks, labels: np.ndarray, num_landmarks: int, config: 
     return vrfs
 
 
+def _near_kept(occupancy: dict, landmark: int, image: int, xy: np.ndarray, radius: float) -> bool:
+    """Whether a kept point of `landmark` lies within `radius` of xy in `image`."""
+    cx, cy = int(xy[0] // radius), int(xy[1] // radius)
+    return any(
+        (other[0] - xy[0]) ** 2 + (other[1] - xy[1]) ** 2 < radius * radius
+        for dx in (-1, 0, 1)
+        for dy in (-1, 0, 1)
+        for other in occupancy.get((landmark, image, cx + dx, cy + dy), ())
+    )
+
+
 def redundant_points(
     tracks: Tracks, labels: np.ndarray, vrfs: list[np.ndarray], features: list[Features], config: CompressionConfig
 ) -> np.ndarray:
@@ -105,7 +116,7 @@ def redundant_points(
     radius = config.drop_radius_px
     order = np.lexsort((tracks.error_px, -tracks.lengths))
     # occupancy[(landmark, image, cell_x, cell_y)] -> kept keypoint positions in that cell
-    occupancy: dict[tuple[int, int, int], list[np.ndarray]] = {}
+    occupancy: dict[tuple[int, int, int, int], list[np.ndarray]] = {}
     drop = np.zeros(len(tracks), dtype=bool)
     vrf_sets = [set(v.tolist()) for v in vrfs]
     for point in order:
@@ -113,32 +124,15 @@ def redundant_points(
         if landmark == 0:
             continue
         start, end = tracks.offsets[point], tracks.offsets[point + 1]
-        in_vrfs = [(image, keypoint) for image, keypoint in zip(tracks.obs_image[start:end], tracks.obs_keypoint[start:end])
+        in_vrfs = [(image, features[image].keypoints[keypoint])
+                   for image, keypoint in zip(tracks.obs_image[start:end], tracks.obs_keypoint[start:end])
                    if image in vrf_sets[landmark - 1]]
         if not in_vrfs:
             continue  # seen by no VRF: it covers views the VRFs miss
-        positions = [features[image].keypoints[keypoint] for image, keypoint in in_vrfs]
-        redundant = True
-        for (image, _), xy in zip(in_vrfs, positions):
-            cx, cy = int(xy[0] // radius), int(xy[1] // radius)
-            near = False
-            for dx in (-1, 0, 1):
-                for dy in (-1, 0, 1):
-                    for other in occupancy.get((landmark, image, cx + dx, cy + dy), ()):
-                        if (other[0] - xy[0]) ** 2 + (other[1] - xy[1]) ** 2 < radius * radius:
-                            near = True
-                            break
-                    if near:
-                        break
-                if near:
-                    break
-            if not near:
-                redundant = False
-                break
-        if redundant:
+        if all(_near_kept(occupancy, landmark, image, xy, radius) for image, xy in in_vrfs):
             drop[point] = True
             continue
-        for (image, _), xy in zip(in_vrfs, positions):
+        for image, xy in in_vrfs:
             occupancy.setdefault((landmark, image, int(xy[0] // radius), int(xy[1] // radius)), []).append(xy)
     logger.info("dropped %d of %d landmark points as redundant within %.1f px in their VRFs",
                 drop.sum(), (labels > 0).sum(), radius)
