@@ -51,6 +51,11 @@ demo: setup
 	$(BIN)/pram map build --images $(DEMO_DIR)/world/mapping/images --poses $(DEMO_DIR)/world/mapping/poses.tum \
 		--out $(DEMO_DIR)/map.npz --overwrite
 	$(BIN)/pram map info $(DEMO_DIR)/map.npz
+	$(BIN)/pram train --map $(DEMO_DIR)/map.npz --overwrite
+	for sequence in query_offpath query_lighting foreign; do \
+		$(BIN)/pram eval --stage recognition --map $(DEMO_DIR)/map.npz \
+			--images $(DEMO_DIR)/world/$$sequence/images --out $(DEMO_DIR)/reports/$$sequence; \
+	done
 
 # pytest exits 5 when it collected no tests: that is a failure too.
 test: setup

@@ -4,6 +4,9 @@ Subcommands exist only for stages that are built:
   pram world --out DIR          render the demo world (images, depth, poses, bags)
   pram map build ... --out MAP  build a PRAM map from images or a rosbag2
   pram map info MAP             describe a map file
+  pram train --map MAP          train the landmark recognizer for a map (or a map set)
+  pram eval --stage recognition evaluate the recognizer on a query sequence with ground truth
+  pram bench --stage recognition  recognizer latency and accuracy: float32, bfloat16, int8
 """
 
 from __future__ import annotations
@@ -73,6 +76,105 @@ def _cmd_map_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from pram_ros.mapping.mapfile import load_map
+    from pram_ros.recognition.modelfile import default_model_path, save_model
+    from pram_ros.recognition.train import TrainConfig, describe_training, train_on_maps
+
+    out = Path(args.out) if args.out else default_model_path(args.map[0])
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} exists: pass --overwrite to replace it")
+    if args.images and len(args.images) != len(args.map):
+        raise ValueError(f"give one --images per --map ({len(args.map)} maps, {len(args.images)} --images)")
+    maps = [(path, load_map(Path(path))) for path in args.map]
+    config = TrainConfig(preset=args.preset, epochs=args.epochs or TrainConfig.epochs, minutes=args.minutes,
+                         seed=args.seed, num_threads=args.threads)
+    net, report, scenes, prepare_s = train_on_maps(maps, args.images, config)
+    training = {"config": asdict(config), "report": report.to_dict(), "prepare_s": round(prepare_s, 2)}
+    save_model(out, net, scenes, maps[0][1].meta["extractor"], training)
+    print(describe_training(net, report, scenes, prepare_s))
+    print(f"wrote {out}")
+    return 0
+
+
+def _read_scene(sequence_dir: Path) -> str | None:
+    """The demo world's scene name of a sequence folder, if it has a sequence.yaml."""
+    import yaml
+
+    path = sequence_dir / "sequence.yaml"
+    if not path.is_file():
+        return None
+    with open(path) as handle:
+        return (yaml.safe_load(handle) or {}).get("scene")
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from pram_ros.features import ExtractorConfig, create_extractor
+    from pram_ros.mapping.mapfile import load_map
+    from pram_ros.recognition.evaluate import evaluate_sequence
+    from pram_ros.recognition.modelfile import default_model_path, load_model
+
+    maps = [(path, load_map(Path(path))) for path in args.map]
+    model = load_model(Path(args.model) if args.model else default_model_path(args.map[0]), maps)
+    names = [s.name for s in model.scenes]
+    if args.scene is not None and args.scene not in names:
+        raise ValueError(f"--scene {args.scene!r}: the model knows scenes {names}")
+    scene_index = names.index(args.scene) if args.scene is not None else 0
+    images = Path(args.images)
+    gt = Path(args.gt) if args.gt else images.parent / "poses.tum"
+    pram_map = maps[scene_index][1]
+    unmapped = args.unmapped
+    if not unmapped:
+        # A demo-world sequence of another scene than the map's is a place the map does not hold.
+        query_scene = _read_scene(images.parent)
+        map_images = (pram_map.meta.get("source") or {}).get("images")
+        map_scene = _read_scene(Path(map_images).parent) if map_images else None
+        unmapped = query_scene is not None and map_scene is not None and query_scene != map_scene
+    extractor = create_extractor(ExtractorConfig.from_dict(pram_map.extractor_config()), num_threads=args.threads)
+    summary = evaluate_sequence(model.recognizer, extractor, model.scenes, scene_index, pram_map, images, gt,
+                                Path(args.depth) if args.depth else None, unmapped=unmapped)
+    summary = {"stage": "recognition", "images": str(images), "scene": names[scene_index], "unmapped": unmapped,
+               **summary}
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "recognition.json").write_text(text + "\n")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from pram_ros.features import ExtractorConfig, create_extractor
+    from pram_ros.mapping.mapfile import load_map
+    from pram_ros.recognition.bench import VARIANTS, bench_recognizer, format_rows, load_queries
+    from pram_ros.recognition.modelfile import default_model_path, load_model
+
+    torch.set_num_threads(args.threads)
+    pram_map = load_map(Path(args.map))
+    model = load_model(Path(args.model) if args.model else default_model_path(args.map), [(args.map, pram_map)])
+    images = Path(args.images)
+    extractor = create_extractor(ExtractorConfig.from_dict(pram_map.extractor_config()), num_threads=args.threads)
+    max_keypoints = model.config.max_keypoints
+    queries = load_queries(extractor, pram_map, 0, images, Path(args.gt) if args.gt else images.parent / "poses.tum",
+                           max_keypoints, args.step)
+    rows = bench_recognizer(model.recognizer, queries, VARIANTS)
+    print(format_rows(rows, max_keypoints, args.threads))
+    if args.out:
+        Path(args.out).write_text(json.dumps({"stage": "recognition", "threads": args.threads,
+                                              "max_keypoints": max_keypoints, "images": str(images),
+                                              "frames": len(queries), "rows": rows}, indent=2) + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pram", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -108,6 +210,50 @@ def build_parser() -> argparse.ArgumentParser:
     info = map_commands.add_parser("info", help="describe a map file")
     info.add_argument("map", help="map file (.npz)")
     info.set_defaults(run=_cmd_map_info)
+
+    train = commands.add_parser("train", help="train the landmark recognizer for a map (or a map set)")
+    train.add_argument("--map", action="append", required=True,
+                       help="map file; repeat for a map set (one model, one label space, several scenes)")
+    train.add_argument("--images", action="append",
+                       help="the map's database images (folder or bag), when not where the map was built; "
+                            "one per --map")
+    train.add_argument("--preset", choices=["cpu", "gpu"], default="cpu", help="model size (default: cpu)")
+    budget = train.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=_positive_int, help=f"passes over the data (default {8})")
+    budget.add_argument("--minutes", type=float, help="train for this long instead of a number of epochs")
+    train.add_argument("--seed", type=int, default=0, help="random seed (same seed, same weights)")
+    train.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (default: all)")
+    train.add_argument("--out", help="model file (default: beside the first map, MAP.recognizer.safetensors)")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing model file")
+    train.set_defaults(run=_cmd_train)
+
+    evaluate = commands.add_parser("eval", help="evaluate on a query sequence with ground truth")
+    evaluate.add_argument("--stage", choices=["recognition"], required=True,
+                          help="recognition: landmark recognition against projected map points")
+    evaluate.add_argument("--map", action="append", required=True, help="map file; repeat for a map set")
+    evaluate.add_argument("--model", help="recognizer (default: beside the first map)")
+    evaluate.add_argument("--images", required=True, help="query images folder")
+    evaluate.add_argument("--gt", help="TUM file of world_from_camera poses (default: IMAGES/../poses.tum)")
+    evaluate.add_argument("--depth", help="depth images (default: IMAGES/../depth)")
+    evaluate.add_argument("--scene", help="for a map set: the scene (map name) the query was taken in")
+    evaluate.add_argument("--unmapped", action="store_true",
+                          help="the query shows a place the map does not hold (found from sequence.yaml "
+                               "for demo-world sequences)")
+    evaluate.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (default: all)")
+    evaluate.add_argument("--out", help="report folder: writes recognition.json")
+    evaluate.set_defaults(run=_cmd_eval)
+
+    bench = commands.add_parser("bench", help="measure speed against accuracy")
+    bench.add_argument("--stage", choices=["recognition"], required=True,
+                       help="recognition: the recognizer alone, float32 against bfloat16 and int8")
+    bench.add_argument("--map", required=True, help="map file")
+    bench.add_argument("--model", help="recognizer (default: beside the map)")
+    bench.add_argument("--images", required=True, help="query images folder with poses.tum and depth/ beside it")
+    bench.add_argument("--gt", help="TUM file of world_from_camera poses (default: IMAGES/../poses.tum)")
+    bench.add_argument("--threads", type=_positive_int, default=2, help="CPU threads (default 2)")
+    bench.add_argument("--step", type=_positive_int, default=1, help="use every STEP-th image")
+    bench.add_argument("--out", help="write the rows as JSON here")
+    bench.set_defaults(run=_cmd_bench)
     return parser
 
 
