@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "one per --map")
     train.add_argument("--preset", choices=["cpu", "gpu"], default="cpu", help="model size (default: cpu)")
     budget = train.add_mutually_exclusive_group()
-    budget.add_argument("--epochs", type=_positive_int, help=f"passes over the data (default {8})")
+    budget.add_argument("--epochs", type=_positive_int, help="passes over the data (default 12)")
     budget.add_argument("--minutes", type=float, help="train for this long instead of a number of epochs")
     train.add_argument("--seed", type=int, default=0, help="random seed (same seed, same weights)")
     train.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (default: all)")

@@ -63,7 +63,7 @@ class AugmentConfig:
 @dataclass
 class TrainConfig:
     preset: str = DEFAULT_PRESET
-    epochs: int = 8
+    epochs: int = 12
     minutes: float | None = None  # when set, a time budget replaces `epochs`
     batch_size: int = 8
     min_tokens: int = 256  # training on fewer tokens than inference's 1024 buys steps

@@ -1,0 +1,391 @@
+"""The localizer: one image in, a gated pose or LOST out.
+
+In: a `PramMap`, the recognizer trained on it, and a `LocalizerConfig`; then, per frame,
+an RGB or mono image of the map's camera and its stamp. Out: a `Result` with the pose
+(`cam_from_world`, 4x4) and its 6x6 covariance, the state (RELOCALIZED, TRACKED or LOST),
+the landmarks used, the inliers, and milliseconds per stage.
+
+Relocalization: features -> recognition -> the most-voted landmarks -> mutual-NN matching
+of the keypoints labelled with them against those landmarks' points, pooled into one PnP
+RANSAC (pycolmap) with refinement -> the acceptance gate.
+Tracking: the previous pose (constant velocity when two are known) projects the points of
+the landmarks in view; each is matched to the best keypoint within a few pixels; PnP and
+the same gate. Recognition is skipped, except every `reverify_every` frames, when the
+tracked landmarks must be among the most-voted ones. A frame whose tracking fails the gate
+is relocalized at once.
+
+The gate: a pose is reported only with at least `min_inliers` inliers making up at least
+`min_inlier_ratio` of the candidate matches. A rejected pose is never reported, and a
+frame that cannot be processed (wrong size, no texture, no features) is LOST, never an
+exception.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pycolmap
+import torch
+from scipy.spatial import cKDTree
+
+from pram_ros.features import ExtractorConfig, FeatureExtractor, Features, create_extractor, match_mutual_nn
+from pram_ros.mapping.mapfile import PramMap
+from pram_ros.recognition.model import Recognizer
+
+logger = logging.getLogger(__name__)
+
+LOST_VARIANCE = 1e6  # per axis while not localized: "anywhere"
+
+
+class State(enum.IntEnum):
+    """Mirrors pram_ros/msg/LocalizationStatus."""
+
+    UNINITIALIZED = 0
+    RELOCALIZED = 1
+    TRACKED = 2
+    LOST = 3
+
+
+@dataclass
+class LocalizerConfig:
+    max_keypoints: int = 1024  # recognized per frame (the best-scoring ones)
+    top_landmarks: int = 3  # pooled into one PnP
+    min_candidates: int = 48  # fewer keypoints labelled with the top landmarks: use every non-background one
+    match_ratio: float = 0.9
+    ransac_max_error_px: float = 8.0
+    min_inliers: int = 30
+    min_inlier_ratio: float = 0.2
+    tracking: bool = True
+    track_radius_px: float = 10.0
+    track_ratio: float = 0.9
+    track_ransac_max_error_px: float = 4.0
+    min_track_inliers: int = 50
+    reverify_every: int = 10  # tracked frames between recognition checks; 0 never checks
+    # Repeated textures: a match must beat, by match_ratio, the map point elsewhere (at least
+    # this far away) whose descriptor is most like its own, even outside the chosen landmarks.
+    twin_min_distance_m: float = 0.3
+    num_threads: int | None = None
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        positive = ("max_keypoints", "top_landmarks", "min_inliers", "min_track_inliers")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"LocalizerConfig: {name} must be >= 1, got {getattr(self, name)}")
+        for name in ("match_ratio", "track_ratio", "min_inlier_ratio"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ValueError(f"LocalizerConfig: {name} must lie in (0, 1], got {getattr(self, name)}")
+        for name in ("ransac_max_error_px", "track_ransac_max_error_px", "track_radius_px"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"LocalizerConfig: {name} must be > 0, got {getattr(self, name)}")
+        if self.reverify_every < 0:
+            raise ValueError(f"LocalizerConfig: reverify_every must be >= 0, got {self.reverify_every}")
+
+
+@dataclass
+class Result:
+    stamp_ns: int
+    state: State
+    cam_from_world: np.ndarray | None = None  # 4x4; None unless localized
+    # 6x6 over (rotation [rad], translation [m]) of cam_from_world, as pycolmap estimates it;
+    # LOST_VARIANCE on the diagonal while not localized.
+    covariance: np.ndarray = field(default_factory=lambda: np.eye(6) * LOST_VARIANCE)
+    landmark_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    num_inliers: int = 0
+    num_candidates: int = 0
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    message: str = ""  # why a frame is LOST
+
+    @property
+    def localized(self) -> bool:
+        return self.state in (State.RELOCALIZED, State.TRACKED)
+
+    @property
+    def inlier_ratio(self) -> float:
+        return self.num_inliers / self.num_candidates if self.num_candidates else 0.0
+
+    @property
+    def world_from_cam(self) -> np.ndarray | None:
+        return None if self.cam_from_world is None else np.linalg.inv(self.cam_from_world)
+
+
+@dataclass
+class _Registration:
+    cam_from_world: np.ndarray
+    covariance: np.ndarray
+    inlier_points: np.ndarray  # map point indices of the inliers
+    num_inliers: int
+    num_candidates: int
+
+
+class Localizer:
+    """`process(image, stamp_ns)` per frame; see the module docstring."""
+
+    def __init__(self, pram_map: PramMap, recognizer: Recognizer, config: LocalizerConfig | None = None,
+                 extractor: FeatureExtractor | None = None):
+        self.map = pram_map
+        self.recognizer = recognizer
+        self.config = config or LocalizerConfig()
+        if recognizer.num_landmarks != pram_map.num_landmarks:
+            raise ValueError(f"the recognizer knows {recognizer.num_landmarks} landmarks, the map has "
+                             f"{pram_map.num_landmarks}: load the model trained on this map")
+        self.extractor = extractor or create_extractor(ExtractorConfig.from_dict(pram_map.extractor_config()),
+                                                       num_threads=self.config.num_threads)
+        self.K = pram_map.K(0)
+        self.width, self.height = (int(v) for v in pram_map.camera_size[0])
+        fx, fy, cx, cy = pram_map.camera_params[0]
+        # Keypoints and intrinsics share OpenCV's pixel convention, so no half-pixel shift is needed.
+        self.camera = pycolmap.Camera(model="PINHOLE", width=self.width, height=self.height, params=[fx, fy, cx, cy])
+        self.points_xyz = pram_map.point_xyz.astype(np.float64)
+        self.points_descriptor = pram_map.point_descriptor.astype(np.float32)
+        self.landmark_points = [np.flatnonzero(pram_map.point_landmark == k)
+                                for k in range(pram_map.num_landmarks + 1)]
+        self.points_twin = descriptor_twins(self.points_descriptor, self.points_xyz, self.config.twin_min_distance_m)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the track: the next frame relocalizes."""
+        self._poses: list[np.ndarray] = []  # the last two accepted cam_from_world
+        self._tracked_landmarks = np.zeros(0, np.int64)
+        self._frames_since_check = 0
+        self._force_relocalize = False
+
+    def request_relocalization(self) -> None:
+        self._force_relocalize = True
+
+    # ------------------------------------------------------------------------------------
+    def process(self, image: np.ndarray, stamp_ns: int = 0) -> Result:
+        start = time.perf_counter()
+        timings: dict[str, float] = {}
+        problem = self._check_image(image)
+        if problem:
+            return self._lost(stamp_ns, problem, timings, start)
+        tick = time.perf_counter()
+        features = self.extractor.extract(image)
+        timings["features_ms"] = _ms(tick)
+        if len(features) < self.config.min_inliers:
+            return self._lost(stamp_ns, f"{len(features)} keypoints: too little texture", timings, start)
+
+        result = None
+        if self.config.tracking and self._poses and not self._force_relocalize:
+            result = self._track(features, stamp_ns, timings)
+            if result is not None and self._due_for_check():
+                result = self._verify(features, result, timings)
+        if result is None:
+            result = self._relocalize(features, stamp_ns, timings)
+        self._force_relocalize = False
+        result.timings_ms = {**timings, "total_ms": _ms(start)}
+        if not result.localized:
+            self.reset()
+        return result
+
+    def _check_image(self, image) -> str:
+        if not isinstance(image, np.ndarray) or image.ndim not in (2, 3):
+            return "not an image array"
+        if image.shape[0] != self.height or image.shape[1] != self.width:
+            return f"image is {image.shape[1]}x{image.shape[0]}, the map's camera {self.width}x{self.height}"
+        if image.ndim == 3 and image.shape[2] not in (1, 3, 4):
+            return f"image has {image.shape[2]} channels"
+        return ""
+
+    def _lost(self, stamp_ns: int, message: str, timings: dict, start: float) -> Result:
+        self.reset()
+        return Result(stamp_ns, State.LOST, message=message, timings_ms={**timings, "total_ms": _ms(start)})
+
+    def _due_for_check(self) -> bool:
+        every = self.config.reverify_every
+        return every > 0 and self._frames_since_check >= every
+
+    # ------------------------------------------------------------------------------------
+    def _relocalize(self, features: Features, stamp_ns: int, timings: dict) -> Result:
+        tick = time.perf_counter()
+        recognition = self.recognizer.recognize(features, self.config.max_keypoints)
+        timings["recognition_ms"] = _ms(tick)
+        tick = time.perf_counter()
+        ranked = self._ranked_landmarks(recognition)
+        if not len(ranked):
+            timings["registration_ms"] = _ms(tick)
+            return Result(stamp_ns, State.LOST, message="no landmark recognized")
+        used = recognition.keypoint_indices
+        candidates = used[np.isin(recognition.labels, ranked)]
+        if len(candidates) < self.config.min_candidates:
+            # Too few keypoints carry the landmarks' labels (background is over-called on
+            # views the map barely covers): let descriptors decide, the gate guards the pose.
+            candidates = used
+        points = np.concatenate([self.landmark_points[k] for k in ranked])
+        matches = match_mutual_nn(features.descriptors[candidates], self.points_descriptor[points],
+                                  ratio=self.config.match_ratio)
+        matches = self._distinct(features.descriptors[candidates], points, matches)
+        registration = self._register(features.keypoints[candidates[matches[:, 0]]], points[matches[:, 1]],
+                                      self.config.ransac_max_error_px)
+        timings["registration_ms"] = _ms(tick)
+        return self._gate(registration, stamp_ns, State.RELOCALIZED, ranked, self.config.min_inliers)
+
+    def _distinct(self, descriptors: np.ndarray, points: np.ndarray, matches: np.ndarray) -> np.ndarray:
+        """Drop matches whose map point has a look-alike elsewhere that the keypoint matches
+        almost as well (a ratio test against the point's twin)."""
+        if not len(matches):
+            return matches
+        query = descriptors[matches[:, 0]]
+        matched = points[matches[:, 1]]
+        best = np.linalg.norm(query - self.points_descriptor[matched], axis=1)
+        twin = self.points_twin[matched]
+        has_twin = twin >= 0
+        twin_distance = np.full(len(matches), np.inf)
+        twin_distance[has_twin] = np.linalg.norm(query[has_twin] - self.points_descriptor[twin[has_twin]], axis=1)
+        return matches[best < self.config.match_ratio * twin_distance]
+
+    def _ranked_landmarks(self, recognition) -> np.ndarray:
+        """Most-voted landmarks; when fewer than `top_landmarks` got votes, filled up with the
+        landmarks holding the most probability (at least one keypoint's worth)."""
+        top = self.config.top_landmarks
+        ranked = recognition.ranked_landmarks()[:top]
+        if len(ranked) < top and len(recognition.probabilities):
+            mass = recognition.probabilities[:, 1:].sum(axis=0)
+            order = np.argsort(-mass, kind="stable")
+            extra = [k + 1 for k in order if mass[k] >= 1.0 and k + 1 not in ranked]
+            ranked = np.concatenate([ranked, np.asarray(extra, np.int64)])[:top]
+        return ranked.astype(np.int64)
+
+    def _track(self, features: Features, stamp_ns: int, timings: dict) -> Result | None:
+        tick = time.perf_counter()
+        predicted = self._predicted_pose()
+        points, uv = self._points_in_view(predicted)
+        matches = self._guided_matches(features, points, uv)
+        registration = self._register(features.keypoints[matches[:, 0]], points[matches[:, 1]],
+                                      self.config.track_ransac_max_error_px)
+        timings["tracking_ms"] = _ms(tick)
+        result = self._gate(registration, stamp_ns, State.TRACKED, self._tracked_landmarks,
+                            self.config.min_track_inliers)
+        if not result.localized:
+            logger.debug("tracking lost (%s): relocalizing", result.message)
+            return None
+        self._frames_since_check += 1
+        return result
+
+    def _verify(self, features: Features, tracked: Result, timings: dict) -> Result | None:
+        """Recognition must still see the tracked landmarks; otherwise relocalize."""
+        tick = time.perf_counter()
+        recognition = self.recognizer.recognize(features, self.config.max_keypoints)
+        timings["recognition_ms"] = _ms(tick)
+        self._frames_since_check = 0
+        ranked = self._ranked_landmarks(recognition)
+        if np.isin(tracked.landmark_ids, ranked).any():
+            return tracked
+        logger.info("tracked landmarks %s are not among the recognized %s: relocalizing",
+                    tracked.landmark_ids.tolist(), ranked.tolist())
+        return None
+
+    # ------------------------------------------------------------------------------------
+    def _predicted_pose(self) -> np.ndarray:
+        if len(self._poses) < 2:
+            return self._poses[-1]
+        previous, last = self._poses
+        return (last @ np.linalg.inv(previous)) @ last  # constant velocity
+
+    def _points_in_view(self, cam_from_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        xyz = self.points_xyz @ cam_from_world[:3, :3].T + cam_from_world[:3, 3]
+        in_front = xyz[:, 2] > 0.05
+        uv = xyz[:, :2] / np.where(in_front, xyz[:, 2], 1.0)[:, None] * [self.K[0, 0], self.K[1, 1]] + \
+            [self.K[0, 2], self.K[1, 2]]
+        inside = in_front & (uv[:, 0] >= 0) & (uv[:, 0] <= self.width - 1) & (uv[:, 1] >= 0) & \
+            (uv[:, 1] <= self.height - 1)
+        points = np.flatnonzero(inside)
+        return points, uv[points]
+
+    def _guided_matches(self, features: Features, points: np.ndarray, uv: np.ndarray) -> np.ndarray:
+        """For each projected point, the best keypoint within the radius (ratio test against
+        the second best there); each keypoint keeps only its best point. -> [M x 2]
+        (keypoint index, position in `points`)."""
+        if not len(points) or not len(features):
+            return np.zeros((0, 2), np.int64)
+        neighbours = 4
+        distance, index = cKDTree(features.keypoints).query(uv, k=neighbours,
+                                                           distance_upper_bound=self.config.track_radius_px)
+        valid = np.isfinite(distance)
+        index = np.where(valid, index, 0)
+        similarity = np.einsum("pkd,pd->pk", features.descriptors[index], self.points_descriptor[points])
+        descriptor_distance = np.sqrt(np.maximum(2.0 - 2.0 * similarity, 0.0))
+        descriptor_distance[~valid] = np.inf
+        order = np.argsort(descriptor_distance, axis=1)
+        best = np.take_along_axis(descriptor_distance, order[:, :1], 1)[:, 0]
+        second = np.take_along_axis(descriptor_distance, order[:, 1:2], 1)[:, 0]
+        keep = np.isfinite(best) & (best < self.config.track_ratio * second) & (best < 1.0)
+        keypoint = np.take_along_axis(index, order[:, :1], 1)[:, 0]
+        rows = np.flatnonzero(keep)
+        # One point per keypoint: the closest in descriptor space.
+        rows = rows[np.lexsort((best[rows], keypoint[rows]))]
+        first = np.r_[True, keypoint[rows][1:] != keypoint[rows][:-1]] if len(rows) else np.zeros(0, bool)
+        rows = rows[first]
+        return np.stack([keypoint[rows], rows], axis=1).astype(np.int64)
+
+    def _register(self, keypoints: np.ndarray, points: np.ndarray, max_error_px: float) -> _Registration | None:
+        if len(points) < 4:
+            return None
+        options = pycolmap.AbsolutePoseEstimationOptions()
+        options.ransac.max_error = max_error_px
+        options.ransac.random_seed = 0  # the same frame gives the same pose
+        try:
+            estimate = pycolmap.estimate_and_refine_absolute_pose(
+                keypoints.astype(np.float64), self.points_xyz[points], self.camera, options,
+                pycolmap.AbsolutePoseRefinementOptions(), True)
+        except (RuntimeError, ValueError) as exc:  # degenerate configurations
+            logger.debug("PnP failed: %s", exc)
+            return None
+        if estimate is None:
+            return None
+        cam_from_world = np.eye(4)
+        cam_from_world[:3] = np.asarray(estimate["cam_from_world"].matrix())
+        covariance = np.asarray(estimate.get("covariance", np.eye(6) * LOST_VARIANCE), dtype=np.float64)
+        mask = np.asarray(estimate["inlier_mask"], bool)
+        return _Registration(cam_from_world, covariance, points[mask], int(mask.sum()), len(points))
+
+    def _gate(self, registration: _Registration | None, stamp_ns: int, state: State, landmark_ids: np.ndarray,
+              min_inliers: int) -> Result:
+        if registration is None:
+            return Result(stamp_ns, State.LOST, message="no pose: too few matches")
+        ratio = registration.num_inliers / max(registration.num_candidates, 1)
+        if registration.num_inliers < min_inliers or ratio < self.config.min_inlier_ratio \
+                or not np.all(np.isfinite(registration.cam_from_world)):
+            return Result(stamp_ns, State.LOST, num_inliers=registration.num_inliers,
+                          num_candidates=registration.num_candidates,
+                          message=f"gate: {registration.num_inliers} inliers of {registration.num_candidates}")
+        inlier_landmarks = self.map.point_landmark[registration.inlier_points]
+        counts = np.bincount(inlier_landmarks, minlength=self.map.num_landmarks + 1)
+        used = np.argsort(-counts, kind="stable")
+        used = used[counts[used] > 0]
+        if state == State.RELOCALIZED:
+            self._frames_since_check = 0
+        self._tracked_landmarks = used
+        self._poses = (self._poses + [registration.cam_from_world])[-2:]
+        return Result(stamp_ns, state, registration.cam_from_world, registration.covariance, used,
+                      registration.num_inliers, registration.num_candidates)
+
+
+def descriptor_twins(descriptors: np.ndarray, xyz: np.ndarray, min_distance_m: float,
+                     chunk: int = 2048) -> np.ndarray:
+    """For each point, the point at least `min_distance_m` away whose descriptor is the most
+    similar (-1 when there is none): its look-alike under a repeated texture."""
+    count = len(descriptors)
+    twins = np.full(count, -1, np.int64)
+    if count < 2:
+        return twins
+    all_descriptors = torch.from_numpy(np.ascontiguousarray(descriptors, np.float32))
+    all_xyz = torch.from_numpy(np.ascontiguousarray(xyz, np.float32))
+    with torch.inference_mode():
+        for start in range(0, count, chunk):
+            rows = slice(start, min(start + chunk, count))
+            similarity = all_descriptors[rows] @ all_descriptors.T
+            near = torch.cdist(all_xyz[rows], all_xyz) < min_distance_m
+            similarity.masked_fill_(near, -np.inf)
+            best, index = similarity.max(dim=1)
+            twins[rows] = torch.where(torch.isfinite(best), index, -1).numpy()
+    return twins
+
+
+def _ms(since: float) -> float:
+    return round(1000.0 * (time.perf_counter() - since), 3)

@@ -1,0 +1,145 @@
+"""The localizer on a small rendered world: real map, real recognizer, real pycolmap PnP."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from pram_ros.mapping.build import MapBuildConfig, build_map, images_from_folder
+from pram_ros.localization.localizer import LOST_VARIANCE, Localizer, LocalizerConfig, State
+from pram_ros.recognition.model import Recognizer
+from pram_ros.recognition.train import TrainConfig, train_on_maps
+from pram_ros.world.generate import WorldConfig, generate_world
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    out = tmp_path_factory.mktemp("localization_world") / "world"
+    generate_world(out, WorldConfig(seed=5, rooms=1, frames=40, query_frames=12, foreign_frames=8,
+                                    sequences=("mapping", "query_offpath", "foreign"), write_bags=False))
+    return out
+
+
+@pytest.fixture(scope="module")
+def localizer_parts(world):
+    images = images_from_folder(world / "mapping" / "images", poses_tum=world / "mapping" / "poses.tum")
+    pram_map, _ = build_map(images, MapBuildConfig())
+    net, _, _, _ = train_on_maps([("map", pram_map)], [world / "mapping" / "images"],
+                                 TrainConfig(epochs=8, batch_size=4, min_tokens=256, max_tokens=512, val_fraction=0.0))
+    return pram_map, Recognizer(net)
+
+
+def _frames(world, sequence):
+    images = images_from_folder(world / sequence / "images", None, world / sequence / "poses.tum")
+    return [(rgb, images.world_from_cam[index]) for index, rgb in images.frames()]
+
+
+def _errors(result, world_from_cam_true):
+    estimate = result.world_from_cam
+    dt = np.linalg.norm(estimate[:3, 3] - world_from_cam_true[:3, 3])
+    cos = (np.trace(estimate[:3, :3].T @ world_from_cam_true[:3, :3]) - 1.0) / 2.0
+    return dt, np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def _assert_close(result, world_from_cam_true, context=""):
+    assert result.localized, f"{context}: {result.state.name} ({result.message})"
+    dt, dr = _errors(result, world_from_cam_true)
+    assert dt < 0.05 and dr < 5.0, f"{context}: error {dt * 100:.1f} cm, {dr:.2f} deg"
+
+
+def _assert_never_wrong(result, world_from_cam_true, context=""):
+    if result.localized:
+        dt, dr = _errors(result, world_from_cam_true)
+        assert dt < 0.5 and dr < 5.0, f"{context}: a wrong pose was reported ({dt:.2f} m, {dr:.1f} deg)"
+
+
+def test_relocalizes_every_frame_the_map_covers(world, localizer_parts):
+    pram_map, recognizer = localizer_parts
+    localizer = Localizer(pram_map, recognizer, LocalizerConfig(tracking=False))
+    # The path turns on the spot in places, where nothing is triangulated well enough to
+    # keep: those frames have no map to register against (and must come out LOST).
+    observed = np.bincount(pram_map.point_obs_images, minlength=pram_map.num_images)
+    covered = [index for index in range(0, pram_map.num_images, 2) if observed[index] >= 150]
+    assert len(covered) >= 8
+    frames = _frames(world, "mapping")
+    for index in covered:
+        rgb, truth = frames[index]
+        result = localizer.process(rgb, index)
+        _assert_close(result, truth, f"mapping frame {index}")
+        assert result.state == State.RELOCALIZED
+        assert result.num_inliers >= 30 and result.covariance.shape == (6, 6)
+        assert np.all(np.diag(result.covariance) < 1e-2)
+        assert {"features_ms", "recognition_ms", "registration_ms", "total_ms"} <= set(result.timings_ms)
+
+
+@pytest.mark.xfail(strict=True, reason="known defect (issue 5, open): the demo world tiles the same textures on "
+                   "several walls, and a view of a wall the map barely covers registers, with many consistent "
+                   "inliers, to a look-alike wall elsewhere; the gate cannot tell these poses apart yet")
+def test_off_path_queries_are_right_or_lost(world, localizer_parts):
+    pram_map, recognizer = localizer_parts
+    localizer = Localizer(pram_map, recognizer, LocalizerConfig(tracking=False))
+    good = 0
+    for index, (rgb, truth) in enumerate(_frames(world, "query_offpath")):
+        result = localizer.process(rgb, index)
+        _assert_never_wrong(result, truth, f"query frame {index}")
+        good += result.localized and max(_errors(result, truth)[0] / 0.05, _errors(result, truth)[1] / 5.0) < 1.0
+    print(f"{good} of 12 off-path frames within 5 cm / 5 deg")
+
+
+def test_tracking_skips_recognition_and_recovers_from_a_kidnap(world, localizer_parts):
+    pram_map, recognizer = localizer_parts
+    localizer = Localizer(pram_map, recognizer, LocalizerConfig(reverify_every=0))
+    frames = _frames(world, "mapping")
+    # Frames the map covers, then a jump of 17 frames: the camera is carried off.
+    sequence = list(range(3, 12)) + list(range(28, 36))
+    states = []
+    for step, frame in enumerate(sequence):
+        rgb, truth = frames[frame]
+        result = localizer.process(rgb, step)
+        _assert_never_wrong(result, truth, f"frame {frame}")
+        states.append(result.state)
+        if result.state == State.TRACKED:
+            assert "recognition_ms" not in result.timings_ms and "tracking_ms" in result.timings_ms
+            _assert_close(result, truth, f"tracked frame {frame}")
+    assert states[0] == State.RELOCALIZED
+    assert states[1:9].count(State.TRACKED) >= 6, [s.name for s in states]
+    recovered = [s for s in states[9:12] if s in (State.RELOCALIZED, State.TRACKED)]
+    assert recovered, f"not relocalized within 3 frames of the kidnap: {[s.name for s in states[9:]]}"
+
+
+def test_foreign_images_are_lost(world, localizer_parts):
+    pram_map, recognizer = localizer_parts
+    localizer = Localizer(pram_map, recognizer)
+    for index, (rgb, _) in enumerate(_frames(world, "foreign")):
+        result = localizer.process(rgb, index)
+        assert result.state == State.LOST, f"foreign frame {index}: {result.state.name}, {result.num_inliers} inliers"
+        assert result.cam_from_world is None and result.covariance[0, 0] == LOST_VARIANCE
+
+
+def test_degenerate_inputs_are_lost_not_errors(world, localizer_parts):
+    pram_map, recognizer = localizer_parts
+    localizer = Localizer(pram_map, recognizer)
+    width, height = (int(v) for v in pram_map.camera_size[0])
+    cases = {
+        "black": np.zeros((height, width, 3), np.uint8),
+        "one pixel": np.zeros((1, 1, 3), np.uint8),
+        "flat grey": np.full((height, width), 128, np.uint8),
+        "wrong size": _frames(world, "mapping")[0][0][: height // 2, : width // 2],
+        "five channels": np.zeros((height, width, 5), np.uint8),
+        "not an array": "image.png",
+    }
+    for name, image in cases.items():
+        result = localizer.process(image, 7)
+        assert result.state == State.LOST and result.message, name
+        assert result.stamp_ns == 7
+
+    # A recognizer that calls everything background: zero landmarks to register against.
+    blind_net = copy.deepcopy(recognizer.net)
+    with torch.no_grad():
+        blind_net.head.bias[0] = 1e4
+    blind = Localizer(pram_map, Recognizer(blind_net))
+    result = blind.process(_frames(world, "mapping")[0][0], 0)
+    assert result.state == State.LOST and "no landmark" in result.message
