@@ -223,7 +223,7 @@ class Localizer:
         registration = self._register(features.keypoints[candidates[matches[:, 0]]], points[matches[:, 1]],
                                       self.config.ransac_max_error_px)
         timings["registration_ms"] = _ms(tick)
-        return self._gate(registration, stamp_ns, State.RELOCALIZED, ranked, self.config.min_inliers)
+        return self._gate(registration, stamp_ns, State.RELOCALIZED, self.config.min_inliers)
 
     def _distinct(self, descriptors: np.ndarray, points: np.ndarray, matches: np.ndarray) -> np.ndarray:
         """Drop matches whose map point has a look-alike elsewhere that the keypoint matches
@@ -259,8 +259,7 @@ class Localizer:
         registration = self._register(features.keypoints[matches[:, 0]], points[matches[:, 1]],
                                       self.config.track_ransac_max_error_px)
         timings["tracking_ms"] = _ms(tick)
-        result = self._gate(registration, stamp_ns, State.TRACKED, self._tracked_landmarks,
-                            self.config.min_track_inliers)
+        result = self._gate(registration, stamp_ns, State.TRACKED, self.config.min_track_inliers)
         if not result.localized:
             logger.debug("tracking lost (%s): relocalizing", result.message)
             return None
@@ -344,8 +343,8 @@ class Localizer:
         mask = np.asarray(estimate["inlier_mask"], bool)
         return _Registration(cam_from_world, covariance, points[mask], int(mask.sum()), len(points))
 
-    def _gate(self, registration: _Registration | None, stamp_ns: int, state: State, landmark_ids: np.ndarray,
-              min_inliers: int) -> Result:
+    def _gate(self, registration: _Registration | None, stamp_ns: int, state: State, min_inliers: int) -> Result:
+        """Accept or reject a registration; an accepted one becomes the track's latest pose."""
         if registration is None:
             return Result(stamp_ns, State.LOST, message="no pose: too few matches")
         ratio = registration.num_inliers / max(registration.num_candidates, 1)
