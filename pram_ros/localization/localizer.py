@@ -365,11 +365,12 @@ class Localizer:
                       registration.num_inliers, registration.num_candidates)
 
 
-def descriptor_twins(descriptors: np.ndarray, xyz: np.ndarray, min_distance_m: float,
-                     chunk: int = 2048) -> np.ndarray:
+def descriptor_twins(descriptors: np.ndarray, xyz: np.ndarray, min_distance_m: float) -> np.ndarray:
     """For each point, the point at least `min_distance_m` away whose descriptor is the most
-    similar (-1 when there is none): its look-alike under a repeated texture."""
+    similar (-1 when there is none): its look-alike under a repeated texture. Exhaustive,
+    O(points^2): about a second for 16k points; large maps need an approximate search."""
     count = len(descriptors)
+    chunk = max(16, min(2048, (1 << 25) // max(count, 1)))  # two [chunk x count] float32 matrices
     twins = np.full(count, -1, np.int64)
     if count < 2:
         return twins
