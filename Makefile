@@ -55,6 +55,8 @@ demo: setup
 	for sequence in query_offpath query_lighting foreign; do \
 		$(BIN)/pram eval --stage recognition --map $(DEMO_DIR)/map.npz \
 			--images $(DEMO_DIR)/world/$$sequence/images --out $(DEMO_DIR)/reports/$$sequence; \
+		$(BIN)/pram eval --map $(DEMO_DIR)/map.npz --images $(DEMO_DIR)/world/$$sequence/images \
+			--out $(DEMO_DIR)/reports/$$sequence; \
 	done
 
 # pytest exits 5 when it collected no tests: that is a failure too.

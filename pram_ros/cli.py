@@ -5,6 +5,7 @@ Subcommands exist only for stages that are built:
   pram map build ... --out MAP  build a PRAM map from images or a rosbag2
   pram map info MAP             describe a map file
   pram train --map MAP          train the landmark recognizer for a map (or a map set)
+  pram eval --map MAP --images DIR --out REPORT   localize a query sequence, report accuracy and latency
   pram eval --stage recognition evaluate the recognizer on a query sequence with ground truth
   pram bench --stage recognition  recognizer latency and accuracy: float32, bfloat16, int8
 """
@@ -111,6 +112,41 @@ def _read_scene(sequence_dir: Path) -> str | None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    if args.stage == "recognition":
+        return _eval_recognition(args)
+    return _eval_localization(args)
+
+
+def _eval_localization(args: argparse.Namespace) -> int:
+    from pram_ros.evaluation.report import ground_truth_stamps, run_sequence, write_report
+    from pram_ros.localization.localizer import Localizer, LocalizerConfig
+    from pram_ros.mapping.build import images_from_folder
+    from pram_ros.mapping.mapfile import load_map
+    from pram_ros.recognition.modelfile import default_model_path, load_model
+
+    if len(args.map) != 1:
+        raise ValueError("localization takes one --map")
+    if not args.out:
+        raise ValueError("give --out REPORT (a folder)")
+    map_path = args.map[0]
+    pram_map = load_map(Path(map_path))
+    model = load_model(Path(args.model) if args.model else default_model_path(map_path), [(map_path, pram_map)])
+    images_dir = Path(args.images)
+    gt = Path(args.gt) if args.gt else images_dir.parent / "poses.tum"
+    images = images_from_folder(images_dir, None, gt)
+    config = LocalizerConfig(tracking=args.method == "pram", num_threads=args.threads)
+    localizer = Localizer(pram_map, model.recognizer, config)
+    run = run_sequence(localizer, images, ground_truth_stamps(gt, len(images.names)))
+    metrics = write_report(Path(args.out), run, {"method": args.method, "map": map_path, "images": str(images_dir)})
+    latency = metrics["latency_ms"].get("total_ms", {})
+    print(f"{images_dir}: {metrics['frames']} frames, method {args.method}: localized {metrics['localized_ratio']:.3f}, "
+          f"recall 5 cm/5 deg {metrics['recall_5cm_5deg']:.3f}, wrong {metrics['wrong_ratio']:.3f}, "
+          f"total p50 {latency.get('p50', float('nan')):.1f} ms, p90 {latency.get('p90', float('nan')):.1f} ms")
+    print(f"wrote {args.out}/metrics.json, trajectory.tum and plots")
+    return 0
+
+
+def _eval_recognition(args: argparse.Namespace) -> int:
     import json
 
     from pram_ros.features import ExtractorConfig, create_extractor
@@ -228,8 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_cmd_train)
 
     evaluate = commands.add_parser("eval", help="evaluate on a query sequence with ground truth")
-    evaluate.add_argument("--stage", choices=["recognition"], required=True,
-                          help="recognition: landmark recognition against projected map points")
+    evaluate.add_argument("--stage", choices=["localization", "recognition"], default="localization",
+                          help="localization (default): poses against the ground truth; "
+                               "recognition: landmark recognition against projected map points")
+    evaluate.add_argument("--method", choices=["pram", "pram-reloc"], default="pram",
+                          help="pram: with tracking (default); pram-reloc: recognition and registration every frame")
     evaluate.add_argument("--map", action="append", required=True, help="map file; repeat for a map set")
     evaluate.add_argument("--model", help="recognizer (default: beside the first map)")
     evaluate.add_argument("--images", required=True, help="query images folder")
@@ -240,7 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="the query shows a place the map does not hold (found from sequence.yaml "
                                "for demo-world sequences)")
     evaluate.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (default: all)")
-    evaluate.add_argument("--out", help="report folder: writes recognition.json")
+    evaluate.add_argument("--out", help="report folder: metrics.json, trajectory.tum and plots "
+                                        "(recognition: recognition.json)")
     evaluate.set_defaults(run=_cmd_eval)
 
     bench = commands.add_parser("bench", help="measure speed against accuracy")

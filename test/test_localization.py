@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import copy
+import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
-from pram_ros.mapping.build import MapBuildConfig, build_map, images_from_folder
+from pram_ros.evaluation.metrics import pose_errors
 from pram_ros.localization.localizer import LOST_VARIANCE, Localizer, LocalizerConfig, State
+from pram_ros.mapping.build import MapBuildConfig, build_map, images_from_folder
+from pram_ros.mapping.mapfile import save_map
+from pram_ros.recognition.dataset import label_space
 from pram_ros.recognition.model import Recognizer
+from pram_ros.recognition.modelfile import default_model_path, save_model
 from pram_ros.recognition.train import TrainConfig, train_on_maps
 from pram_ros.world.generate import WorldConfig, generate_world
+
+from conftest import REPO
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +47,7 @@ def _frames(world, sequence):
 
 
 def _errors(result, world_from_cam_true):
-    estimate = result.world_from_cam
-    dt = np.linalg.norm(estimate[:3, 3] - world_from_cam_true[:3, 3])
-    cos = (np.trace(estimate[:3, :3].T @ world_from_cam_true[:3, :3]) - 1.0) / 2.0
-    return dt, np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+    return pose_errors(result.world_from_cam, world_from_cam_true)
 
 
 def _assert_close(result, world_from_cam_true, context=""):
@@ -117,6 +123,29 @@ def test_foreign_images_are_lost(world, localizer_parts):
         result = localizer.process(rgb, index)
         assert result.state == State.LOST, f"foreign frame {index}: {result.state.name}, {result.num_inliers} inliers"
         assert result.cam_from_world is None and result.covariance[0, 0] == LOST_VARIANCE
+
+
+def test_cli_eval_writes_the_report(world, localizer_parts, tmp_path):
+    pram_map, recognizer = localizer_parts
+    map_path = tmp_path / "map.npz"
+    save_map(pram_map, map_path)
+    save_model(default_model_path(map_path), recognizer.net, label_space([pram_map], ["map"]),
+               pram_map.meta["extractor"])
+    report = tmp_path / "report"
+    result = subprocess.run([sys.executable, "-m", "pram_ros.cli", "eval", "--map", str(map_path), "--images",
+                             str(world / "query_offpath" / "images"), "--method", "pram-reloc", "--out", str(report)],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((report / "metrics.json").read_text())
+    for key in ("frames", "localized_ratio", "recall_5cm_5deg", "recall_25cm_2deg", "recall_50cm_5deg",
+                "median_t_m", "median_r_deg", "wrong_ratio", "latency_ms"):
+        assert key in metrics, key
+    assert metrics["frames"] == 12 and metrics["method"] == "pram-reloc"
+    assert {"features_ms", "recognition_ms", "registration_ms", "total_ms"} <= set(metrics["latency_ms"])
+    localized = round(metrics["localized_ratio"] * 12)
+    assert len((report / "trajectory.tum").read_text().splitlines()) == localized
+    for plot in ("trajectory.png", "error_cdf.png", "latency.png"):
+        assert (report / plot).stat().st_size > 1000, plot
 
 
 def test_degenerate_inputs_are_lost_not_errors(world, localizer_parts):
