@@ -5,7 +5,8 @@ Subcommands exist only for stages that are built:
   pram map build ... --out MAP  build a PRAM map from images or a rosbag2
   pram map info MAP             describe a map file
   pram train --map MAP          train the landmark recognizer for a map (or a map set)
-  pram eval --map MAP --images DIR --out REPORT   localize a query sequence, report accuracy and latency
+  pram eval --map MAP (--images DIR | --bag BAG) --out REPORT   localize a query sequence, report
+                                accuracy and latency
   pram eval --stage recognition evaluate the recognizer on a query sequence with ground truth
   pram bench --stage recognition  recognizer latency and accuracy: float32, bfloat16, int8
 """
@@ -118,9 +119,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _eval_localization(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from pram_ros.evaluation.report import ground_truth_stamps, run_sequence, write_report
     from pram_ros.localization.localizer import Localizer, LocalizerConfig
-    from pram_ros.mapping.build import images_from_folder
+    from pram_ros.mapping.build import images_from_bag, images_from_folder
     from pram_ros.mapping.mapfile import load_map
     from pram_ros.recognition.modelfile import default_model_path, load_model
 
@@ -131,16 +134,31 @@ def _eval_localization(args: argparse.Namespace) -> int:
     map_path = args.map[0]
     pram_map = load_map(Path(map_path))
     model = load_model(Path(args.model) if args.model else default_model_path(map_path), [(map_path, pram_map)])
-    images_dir = Path(args.images)
-    gt = Path(args.gt) if args.gt else images_dir.parent / "poses.tum"
-    images = images_from_folder(images_dir, None, gt)
+    if args.bag:
+        # Images and ground truth from the bag, matched by stamp; names are the stamps.
+        images = images_from_bag(Path(args.bag), args.image_topic, None, args.pose_topic,
+                                 Path(args.gt) if args.gt else None)
+        stamps = np.array([int(name) for name in images.names], dtype=np.int64)
+        source = {"bag": args.bag, "image_topic": args.image_topic}
+    elif args.images:
+        images_dir = Path(args.images)
+        gt = Path(args.gt) if args.gt else images_dir.parent / "poses.tum"
+        images = images_from_folder(images_dir, None, gt)
+        stamps = ground_truth_stamps(gt, len(images.names))
+        source = {"images": str(images_dir)}
+    else:
+        raise ValueError("give --images DIR or --bag BAG")
+    width, height = (int(v) for v in pram_map.camera_size[0])
+    if not np.allclose(images.K, pram_map.K(0), atol=1e-3) or (images.width, images.height) != (width, height):
+        raise ValueError(f"{args.bag or args.images}: the camera ({images.width}x{images.height}, "
+                         f"fx {images.K[0, 0]:.1f}) is not the map's ({width}x{height}, fx {pram_map.K(0)[0, 0]:.1f})")
     config = LocalizerConfig(tracking=args.method == "pram", num_threads=args.threads)
     localizer = Localizer(pram_map, model.recognizer, config)
-    run = run_sequence(localizer, images, ground_truth_stamps(gt, len(images.names)))
-    metrics = write_report(Path(args.out), run, {"method": args.method, "map": map_path, "images": str(images_dir)})
+    run = run_sequence(localizer, images, stamps)
+    metrics = write_report(Path(args.out), run, {"method": args.method, "map": map_path, **source})
     latency = metrics["latency_ms"].get("total_ms", {})
-    print(f"{images_dir}: {metrics['frames']} frames, method {args.method}: localized {metrics['localized_ratio']:.3f}, "
-          f"recall 5 cm/5 deg {metrics['recall_5cm_5deg']:.3f}, wrong {metrics['wrong_ratio']:.3f}, "
+    print(f"{args.bag or args.images}: {metrics['frames']} frames, method {args.method}: "
+          f"localized {metrics['localized_ratio']:.3f}, recall 5 cm/5 deg {metrics['recall_5cm_5deg']:.3f}, wrong {metrics['wrong_ratio']:.3f}, "
           f"total p50 {latency.get('p50', float('nan')):.1f} ms, p90 {latency.get('p90', float('nan')):.1f} ms")
     print(f"wrote {args.out}/metrics.json, trajectory.tum and plots")
     return 0
@@ -154,6 +172,8 @@ def _eval_recognition(args: argparse.Namespace) -> int:
     from pram_ros.recognition.evaluate import evaluate_sequence
     from pram_ros.recognition.modelfile import default_model_path, load_model
 
+    if not args.images:
+        raise ValueError("--stage recognition needs --images DIR (with poses.tum and depth/ beside it)")
     maps = [(path, load_map(Path(path))) for path in args.map]
     model = load_model(Path(args.model) if args.model else default_model_path(args.map[0]), maps)
     names = [s.name for s in model.scenes]
@@ -271,7 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help="pram: with tracking (default); pram-reloc: recognition and registration every frame")
     evaluate.add_argument("--map", action="append", required=True, help="map file; repeat for a map set")
     evaluate.add_argument("--model", help="recognizer (default: beside the first map)")
-    evaluate.add_argument("--images", required=True, help="query images folder")
+    evaluate.add_argument("--images", help="query images folder")
+    evaluate.add_argument("--bag", help="localization: a rosbag2 with images and ground-truth poses")
+    evaluate.add_argument("--image-topic", default="/camera/image_raw", help="image topic in --bag")
+    evaluate.add_argument("--pose-topic", default="/ground_truth/pose",
+                          help="PoseStamped ground truth of the camera in the map, in --bag")
     evaluate.add_argument("--gt", help="TUM file of world_from_camera poses (default: IMAGES/../poses.tum)")
     evaluate.add_argument("--depth", help="depth images (default: IMAGES/../depth)")
     evaluate.add_argument("--scene", help="for a map set: the scene (map name) the query was taken in")

@@ -28,7 +28,7 @@ from conftest import REPO
 def world(tmp_path_factory):
     out = tmp_path_factory.mktemp("localization_world") / "world"
     generate_world(out, WorldConfig(seed=5, rooms=1, frames=40, query_frames=12, foreign_frames=8,
-                                    sequences=("mapping", "query_offpath", "foreign"), write_bags=False))
+                                    sequences=("mapping", "query_offpath", "foreign"), write_bags=True))
     return out
 
 
@@ -146,6 +146,17 @@ def test_cli_eval_writes_the_report(world, localizer_parts, tmp_path):
     assert len((report / "trajectory.tum").read_text().splitlines()) == localized
     for plot in ("trajectory.png", "error_cdf.png", "latency.png"):
         assert (report / plot).stat().st_size > 1000, plot
+
+    # The same frames from the sequence's rosbag2 (images and /ground_truth/pose) give the same report.
+    from_bag = tmp_path / "from_bag"
+    result = subprocess.run([sys.executable, "-m", "pram_ros.cli", "eval", "--map", str(map_path), "--bag",
+                             str(world / "query_offpath" / "bag"), "--method", "pram-reloc", "--out", str(from_bag)],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    bag_metrics = json.loads((from_bag / "metrics.json").read_text())
+    for key in ("frames", "localized_ratio", "recall_5cm_5deg", "median_t_m", "wrong_ratio"):
+        assert bag_metrics[key] == pytest.approx(metrics[key], abs=1e-6), key
+    assert (from_bag / "trajectory.tum").read_text() == (report / "trajectory.tum").read_text()
 
 
 def test_degenerate_inputs_are_lost_not_errors(world, localizer_parts):
