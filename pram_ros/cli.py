@@ -152,7 +152,8 @@ def _eval_localization(args: argparse.Namespace) -> int:
     if not np.allclose(images.K, pram_map.K(0), atol=1e-3) or (images.width, images.height) != (width, height):
         raise ValueError(f"{args.bag or args.images}: the camera ({images.width}x{images.height}, "
                          f"fx {images.K[0, 0]:.1f}) is not the map's ({width}x{height}, fx {pram_map.K(0)[0, 0]:.1f})")
-    config = LocalizerConfig(tracking=args.method == "pram", num_threads=args.threads)
+    config = LocalizerConfig(tracking=args.method == "pram", num_threads=args.threads,
+                             registration="all_points" if args.method == "exhaustive" else "landmarks")
     localizer = Localizer(pram_map, model.recognizer, config)
     run = run_sequence(localizer, images, stamps)
     metrics = write_report(Path(args.out), run, {"method": args.method, "map": map_path, **source})
@@ -287,8 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--stage", choices=["localization", "recognition"], default="localization",
                           help="localization (default): poses against the ground truth; "
                                "recognition: landmark recognition against projected map points")
-    evaluate.add_argument("--method", choices=["pram", "pram-reloc"], default="pram",
-                          help="pram: with tracking (default); pram-reloc: recognition and registration every frame")
+    evaluate.add_argument("--method", choices=["pram", "pram-reloc", "exhaustive"], default="pram",
+                          help="pram: with tracking (default); pram-reloc: recognition and registration every "
+                               "frame; exhaustive: every keypoint against every map point, every frame")
     evaluate.add_argument("--map", action="append", required=True, help="map file; repeat for a map set")
     evaluate.add_argument("--model", help="recognizer (default: beside the first map)")
     evaluate.add_argument("--images", help="query images folder")

@@ -81,6 +81,19 @@ def test_relocalizes_every_frame_the_map_covers(world, localizer_parts):
         assert {"features_ms", "recognition_ms", "registration_ms", "total_ms"} <= set(result.timings_ms)
 
 
+def test_exhaustive_baseline_skips_recognition(world, localizer_parts):
+    pram_map, recognizer = localizer_parts
+    localizer = Localizer(pram_map, recognizer, LocalizerConfig(tracking=False, registration="all_points"))
+    observed = np.bincount(pram_map.point_obs_images, minlength=pram_map.num_images)
+    frames = _frames(world, "mapping")
+    for index in [i for i in range(pram_map.num_images) if observed[i] >= 300][:4]:
+        result = localizer.process(frames[index][0], index)
+        _assert_close(result, frames[index][1], f"mapping frame {index}")
+        assert "recognition_ms" not in result.timings_ms
+    with pytest.raises(ValueError, match="registration"):
+        LocalizerConfig(registration="retrieval")
+
+
 @pytest.mark.xfail(strict=True, reason="known defect (issue 5, open): the demo world tiles the same textures on "
                    "several walls, and a view of a wall the map barely covers registers, with many consistent "
                    "inliers, to a look-alike wall elsewhere; the gate cannot tell these poses apart yet")
@@ -169,6 +182,7 @@ def test_degenerate_inputs_are_lost_not_errors(world, localizer_parts):
         "flat grey": np.full((height, width), 128, np.uint8),
         "wrong size": _frames(world, "mapping")[0][0][: height // 2, : width // 2],
         "five channels": np.zeros((height, width, 5), np.uint8),
+        "float pixels": np.random.default_rng(0).random((height, width, 3)),
         "not an array": "image.png",
     }
     for name, image in cases.items():

@@ -68,6 +68,9 @@ class LocalizerConfig:
     # Repeated textures: a match must beat, by match_ratio, the map point elsewhere (at least
     # this far away) whose descriptor is most like its own, even outside the chosen landmarks.
     twin_min_distance_m: float = 0.3
+    # "landmarks": PRAM, registration against the recognized landmarks' points;
+    # "all_points": the exhaustive baseline, every keypoint against every map point.
+    registration: str = "landmarks"
     num_threads: int | None = None
     device: str = "auto"
 
@@ -82,6 +85,9 @@ class LocalizerConfig:
         for name in ("ransac_max_error_px", "track_ransac_max_error_px", "track_radius_px"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"LocalizerConfig: {name} must be > 0, got {getattr(self, name)}")
+        if self.registration not in ("landmarks", "all_points"):
+            raise ValueError("LocalizerConfig: registration must be 'landmarks' or 'all_points', "
+                             f"got {self.registration!r}")
         if self.reverify_every < 0:
             raise ValueError(f"LocalizerConfig: reverify_every must be >= 0, got {self.reverify_every}")
 
@@ -165,7 +171,10 @@ class Localizer:
         if problem:
             return self._lost(stamp_ns, problem, timings, start)
         tick = time.perf_counter()
-        features = self.extractor.extract(image)
+        try:
+            features = self.extractor.extract(image)
+        except (TypeError, ValueError) as exc:  # an encoding the extractor does not take
+            return self._lost(stamp_ns, f"cannot extract features: {exc}", timings, start)
         timings["features_ms"] = _ms(tick)
         if len(features) < self.config.min_inliers:
             return self._lost(stamp_ns, f"{len(features)} keypoints: too little texture", timings, start)
@@ -202,21 +211,27 @@ class Localizer:
 
     # ------------------------------------------------------------------------------------
     def _relocalize(self, features: Features, stamp_ns: int, timings: dict) -> Result:
-        tick = time.perf_counter()
-        recognition = self.recognizer.recognize(features, self.config.max_keypoints)
-        timings["recognition_ms"] = _ms(tick)
-        tick = time.perf_counter()
-        ranked = self._ranked_landmarks(recognition)
-        if not len(ranked):
-            timings["registration_ms"] = _ms(tick)
-            return Result(stamp_ns, State.LOST, message="no landmark recognized")
-        used = recognition.keypoint_indices
-        candidates = used[np.isin(recognition.labels, ranked)]
-        if len(candidates) < self.config.min_candidates:
-            # Too few keypoints carry the landmarks' labels (background is over-called on
-            # views the map barely covers): let descriptors decide, the gate guards the pose.
-            candidates = used
-        points = np.concatenate([self.landmark_points[k] for k in ranked])
+        if self.config.registration == "all_points":
+            # The exhaustive baseline: no recognition, every keypoint against every map point.
+            tick = time.perf_counter()
+            candidates = np.arange(min(len(features), self.config.max_keypoints))
+            points = np.arange(self.map.num_points)
+        else:
+            tick = time.perf_counter()
+            recognition = self.recognizer.recognize(features, self.config.max_keypoints)
+            timings["recognition_ms"] = _ms(tick)
+            tick = time.perf_counter()
+            ranked = self._ranked_landmarks(recognition)
+            if not len(ranked):
+                timings["registration_ms"] = _ms(tick)
+                return Result(stamp_ns, State.LOST, message="no landmark recognized")
+            used = recognition.keypoint_indices
+            candidates = used[np.isin(recognition.labels, ranked)]
+            if len(candidates) < self.config.min_candidates:
+                # Too few keypoints carry the landmarks' labels (background is over-called on
+                # views the map barely covers): let descriptors decide, the gate guards the pose.
+                candidates = used
+            points = np.concatenate([self.landmark_points[k] for k in ranked])
         matches = match_mutual_nn(features.descriptors[candidates], self.points_descriptor[points],
                                   ratio=self.config.match_ratio)
         matches = self._distinct(features.descriptors[candidates], points, matches)
