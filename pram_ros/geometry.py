@@ -61,3 +61,20 @@ def interpolate_transforms(
     for axis in range(3):
         out[:, axis, 3] = np.interp(query, times, a_from_b[:, axis, 3])
     return out
+
+
+def project_points(points_xyz: np.ndarray, cam_from_world: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """World points [N x 3] -> pixels [N x 2] (OpenCV convention: the top-left pixel's centre
+    is (0, 0)) and depths [N] along the optical axis. Points at depth ~0 get finite pixels."""
+    xyz_cam = np.asarray(points_xyz, np.float64) @ cam_from_world[:3, :3].T + cam_from_world[:3, 3]
+    depth = xyz_cam[:, 2]
+    uv = xyz_cam[:, :2] / np.where(np.abs(depth) > 1e-9, depth, 1e-9)[:, None]
+    return uv * [K[0, 0], K[1, 1]] + [K[0, 2], K[1, 2]], depth
+
+
+def in_view(uv: np.ndarray, depth: np.ndarray, width: int, height: int, min_depth_m: float = 0.05,
+            slack_px: float = 0.5) -> np.ndarray:
+    """Projections in front of the camera within `slack_px` of the pixel centres' span [0, size - 1]:
+    0.5 (default) keeps those whose rounded pixel exists; 0 keeps where keypoints can lie."""
+    return (depth > min_depth_m) & (uv[:, 0] >= -slack_px) & (uv[:, 0] < width - 1 + slack_px) & \
+        (uv[:, 1] >= -slack_px) & (uv[:, 1] < height - 1 + slack_px)

@@ -138,6 +138,13 @@ def test_foreign_images_are_lost(world, localizer_parts):
         assert result.cam_from_world is None and result.covariance[0, 0] == LOST_VARIANCE
 
 
+def _pram_eval(map_path, source_flag, source, out):
+    result = subprocess.run([sys.executable, "-m", "pram_ros.cli", "eval", "--map", str(map_path), source_flag,
+                             str(source), "--method", "pram-reloc", "--out", str(out)],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def test_cli_eval_writes_the_report(world, localizer_parts, tmp_path):
     pram_map, recognizer = localizer_parts
     map_path = tmp_path / "map.npz"
@@ -145,10 +152,7 @@ def test_cli_eval_writes_the_report(world, localizer_parts, tmp_path):
     save_model(default_model_path(map_path), recognizer.net, label_space([pram_map], ["map"]),
                pram_map.meta["extractor"])
     report = tmp_path / "report"
-    result = subprocess.run([sys.executable, "-m", "pram_ros.cli", "eval", "--map", str(map_path), "--images",
-                             str(world / "query_offpath" / "images"), "--method", "pram-reloc", "--out", str(report)],
-                            cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
+    _pram_eval(map_path, "--images", world / "query_offpath" / "images", report)
     metrics = json.loads((report / "metrics.json").read_text())
     for key in ("frames", "localized_ratio", "recall_5cm_5deg", "recall_25cm_2deg", "recall_50cm_5deg",
                 "median_t_m", "median_r_deg", "wrong_ratio", "latency_ms"):
@@ -162,10 +166,7 @@ def test_cli_eval_writes_the_report(world, localizer_parts, tmp_path):
 
     # The same frames from the sequence's rosbag2 (images and /ground_truth/pose) give the same report.
     from_bag = tmp_path / "from_bag"
-    result = subprocess.run([sys.executable, "-m", "pram_ros.cli", "eval", "--map", str(map_path), "--bag",
-                             str(world / "query_offpath" / "bag"), "--method", "pram-reloc", "--out", str(from_bag)],
-                            cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
+    _pram_eval(map_path, "--bag", world / "query_offpath" / "bag", from_bag)
     bag_metrics = json.loads((from_bag / "metrics.json").read_text())
     for key in ("frames", "localized_ratio", "recall_5cm_5deg", "median_t_m", "wrong_ratio"):
         assert bag_metrics[key] == pytest.approx(metrics[key], abs=1e-6), key

@@ -33,8 +33,9 @@ import torch
 from scipy.spatial import cKDTree
 
 from pram_ros.features import ExtractorConfig, FeatureExtractor, Features, create_extractor, match_mutual_nn
+from pram_ros.geometry import in_view, project_points
 from pram_ros.mapping.mapfile import PramMap
-from pram_ros.recognition.model import Recognizer
+from pram_ros.recognition.model import Recognition, Recognizer
 
 logger = logging.getLogger(__name__)
 
@@ -148,8 +149,7 @@ class Localizer:
         self.camera = pycolmap.Camera(model="PINHOLE", width=self.width, height=self.height, params=[fx, fy, cx, cy])
         self.points_xyz = pram_map.point_xyz.astype(np.float64)
         self.points_descriptor = pram_map.point_descriptor.astype(np.float32)
-        self.landmark_points = [np.flatnonzero(pram_map.point_landmark == k)
-                                for k in range(pram_map.num_landmarks + 1)]
+        self.landmark_points = [pram_map.landmark_points(k) for k in range(pram_map.num_landmarks + 1)]
         self.points_twin = descriptor_twins(self.points_descriptor, self.points_xyz, self.config.twin_min_distance_m)
         self.reset()
 
@@ -179,13 +179,13 @@ class Localizer:
         if len(features) < self.config.min_inliers:
             return self._lost(stamp_ns, f"{len(features)} keypoints: too little texture", timings, start)
 
-        result = None
+        result = recognition = None
         if self.config.tracking and self._poses and not self._force_relocalize:
             result = self._track(features, stamp_ns, timings)
             if result is not None and self._due_for_check():
-                result = self._verify(features, result, timings)
+                result, recognition = self._verify(features, result, timings)
         if result is None:
-            result = self._relocalize(features, stamp_ns, timings)
+            result = self._relocalize(features, stamp_ns, timings, recognition)
         self._force_relocalize = False
         result.timings_ms = {**timings, "total_ms": _ms(start)}
         if not result.localized:
@@ -210,16 +210,19 @@ class Localizer:
         return every > 0 and self._frames_since_check >= every
 
     # ------------------------------------------------------------------------------------
-    def _relocalize(self, features: Features, stamp_ns: int, timings: dict) -> Result:
+    def _relocalize(self, features: Features, stamp_ns: int, timings: dict,
+                    recognition: Recognition | None = None) -> Result:
+        """`recognition`: this frame's, when a failed tracking check already ran it."""
         if self.config.registration == "all_points":
             # The exhaustive baseline: no recognition, every keypoint against every map point.
             tick = time.perf_counter()
             candidates = np.arange(min(len(features), self.config.max_keypoints))
             points = np.arange(self.map.num_points)
         else:
-            tick = time.perf_counter()
-            recognition = self.recognizer.recognize(features, self.config.max_keypoints)
-            timings["recognition_ms"] = _ms(tick)
+            if recognition is None:
+                tick = time.perf_counter()
+                recognition = self.recognizer.recognize(features, self.config.max_keypoints)
+                timings["recognition_ms"] = _ms(tick)
             tick = time.perf_counter()
             ranked = self._ranked_landmarks(recognition)
             if not len(ranked):
@@ -254,7 +257,7 @@ class Localizer:
         twin_distance[has_twin] = np.linalg.norm(query[has_twin] - self.points_descriptor[twin[has_twin]], axis=1)
         return matches[best < self.config.match_ratio * twin_distance]
 
-    def _ranked_landmarks(self, recognition) -> np.ndarray:
+    def _ranked_landmarks(self, recognition: Recognition) -> np.ndarray:
         """Most-voted landmarks; when fewer than `top_landmarks` got votes, filled up with the
         landmarks holding the most probability (at least one keypoint's worth)."""
         top = self.config.top_landmarks
@@ -281,18 +284,18 @@ class Localizer:
         self._frames_since_check += 1
         return result
 
-    def _verify(self, features: Features, tracked: Result, timings: dict) -> Result | None:
-        """Recognition must still see the tracked landmarks; otherwise relocalize."""
+    def _verify(self, features: Features, tracked: Result, timings: dict) -> tuple[Result | None, Recognition]:
+        """Recognition must still see the tracked landmarks; otherwise (None) relocalize."""
         tick = time.perf_counter()
         recognition = self.recognizer.recognize(features, self.config.max_keypoints)
         timings["recognition_ms"] = _ms(tick)
         self._frames_since_check = 0
         ranked = self._ranked_landmarks(recognition)
         if np.isin(tracked.landmark_ids, ranked).any():
-            return tracked
+            return tracked, recognition
         logger.info("tracked landmarks %s are not among the recognized %s: relocalizing",
                     tracked.landmark_ids.tolist(), ranked.tolist())
-        return None
+        return None, recognition
 
     # ------------------------------------------------------------------------------------
     def _predicted_pose(self) -> np.ndarray:
@@ -302,13 +305,8 @@ class Localizer:
         return (last @ np.linalg.inv(previous)) @ last  # constant velocity
 
     def _points_in_view(self, cam_from_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        xyz = self.points_xyz @ cam_from_world[:3, :3].T + cam_from_world[:3, 3]
-        in_front = xyz[:, 2] > 0.05
-        uv = xyz[:, :2] / np.where(in_front, xyz[:, 2], 1.0)[:, None] * [self.K[0, 0], self.K[1, 1]] + \
-            [self.K[0, 2], self.K[1, 2]]
-        inside = in_front & (uv[:, 0] >= 0) & (uv[:, 0] <= self.width - 1) & (uv[:, 1] >= 0) & \
-            (uv[:, 1] <= self.height - 1)
-        points = np.flatnonzero(inside)
+        uv, depth = project_points(self.points_xyz, cam_from_world, self.K)
+        points = np.flatnonzero(in_view(uv, depth, self.width, self.height, slack_px=0.0))
         return points, uv[points]
 
     def _guided_matches(self, features: Features, points: np.ndarray, uv: np.ndarray) -> np.ndarray:

@@ -174,6 +174,13 @@ class PramMap:
         """[n] int32 indices of the database images that observe point i."""
         return self.point_obs_images[self.point_obs_offsets[i] : self.point_obs_offsets[i + 1]]
 
+    def points_per_image(self) -> list[np.ndarray]:
+        """For each database image, the indices of the points it observes (the inverse of point_observers)."""
+        point_of_obs = np.repeat(np.arange(self.num_points), np.diff(self.point_obs_offsets))
+        order = np.argsort(self.point_obs_images, kind="stable")
+        bounds = np.searchsorted(self.point_obs_images[order], np.arange(self.num_images + 1))
+        return [point_of_obs[order[bounds[i]:bounds[i + 1]]] for i in range(self.num_images)]
+
     def landmark_vrfs(self, k: int) -> np.ndarray:
         """[n] int32 database images chosen as VRFs of landmark id k (1-based)."""
         if not 1 <= k <= self.num_landmarks:

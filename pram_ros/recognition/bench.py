@@ -22,7 +22,7 @@ from tqdm import tqdm
 from pram_ros.features import FeatureExtractor, Features
 from pram_ros.mapping.build import images_from_folder
 from pram_ros.mapping.mapfile import PramMap
-from pram_ros.recognition.dataset import LabelConfig, label_keypoints
+from pram_ros.recognition.dataset import LabelConfig
 from pram_ros.recognition.evaluate import query_truth
 from pram_ros.recognition.metrics import RecognitionMetrics
 from pram_ros.recognition.model import Recognizer
@@ -50,9 +50,8 @@ def load_queries(extractor: FeatureExtractor, pram_map: PramMap, label_offset: i
         features = extractor.extract(rgb)
         truth = query_truth(pram_map, label_offset, np.linalg.inv(images.world_from_cam[index]),
                             load_depth(depth_dir / images.names[index]))
-        keypoint_truth = label_keypoints(features.keypoints[:max_keypoints], truth.points_uv, truth.points_label,
-                                         labels.near_px, labels.far_px)
-        queries.append(Query(features, keypoint_truth, truth.visible_landmarks))
+        queries.append(Query(features, truth.label(features.keypoints[:max_keypoints], labels),
+                             truth.visible_landmarks))
     return queries
 
 

@@ -30,6 +30,7 @@ from scipy.spatial import cKDTree
 from tqdm import tqdm
 
 from pram_ros.features import ExtractorConfig, create_extractor
+from pram_ros.geometry import in_view, project_points
 from pram_ros.mapping.build import ImageSet, images_from_bag, images_from_folder
 from pram_ros.mapping.mapfile import PramMap, map_fingerprint
 
@@ -110,22 +111,6 @@ class TrainingSet:
             labels = example.labels[example.labels >= 0]
             counts += np.bincount(labels, minlength=self.num_classes)
         return counts
-
-
-def observed_points(pram_map: PramMap) -> list[np.ndarray]:
-    """For each database image, the indices of the kept points it observed."""
-    point_of_obs = np.repeat(np.arange(pram_map.num_points), np.diff(pram_map.point_obs_offsets))
-    order = np.argsort(pram_map.point_obs_images, kind="stable")
-    bounds = np.searchsorted(pram_map.point_obs_images[order], np.arange(pram_map.num_images + 1))
-    return [point_of_obs[order[bounds[i]:bounds[i + 1]]] for i in range(pram_map.num_images)]
-
-
-def project(points_xyz: np.ndarray, cam_from_world: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels [N x 2] (OpenCV convention) and depths [N] of world points."""
-    xyz_cam = points_xyz @ cam_from_world[:3, :3].T + cam_from_world[:3, 3]
-    depth = xyz_cam[:, 2]
-    uv = xyz_cam[:, :2] / np.where(np.abs(depth) > 1e-9, depth, 1e-9)[:, None]
-    return uv * [K[0, 0], K[1, 1]] + [K[0, 2], K[1, 2]], depth
 
 
 def label_keypoints(keypoints: np.ndarray, points_uv: np.ndarray, points_label: np.ndarray,
@@ -226,19 +211,17 @@ def build_training_set(maps: list[PramMap], image_sets: list[ImageSet], scenes: 
     total = sum(m.num_images for m in maps) * (1 + config.photometric_variants + config.zoom_variants)
     progress = tqdm(total=total, desc="training data", unit="image", leave=False)
     for scene_index, (pram_map, images, scene) in enumerate(zip(maps, image_sets, scenes)):
-        observed = observed_points(pram_map)
+        observed = pram_map.points_per_image()
         K = pram_map.K(0)
         width, height = (int(v) for v in pram_map.camera_size[0])
         for frame, rgb in _database_frames(pram_map, images):
             points = observed[frame]
-            all_uv, all_depth = project(pram_map.point_xyz.astype(np.float64), pram_map.cam_from_world(frame), K)
+            all_uv, all_depth = project_points(pram_map.point_xyz, pram_map.cam_from_world(frame), K)
             points_uv = all_uv[points]
             # Map points in view that this image did not observe may be hidden behind
             # something, or not: keypoints near them are neither landmark nor background.
-            unseen = np.ones(len(all_uv), bool)
+            unseen = in_view(all_uv, all_depth, width, height)
             unseen[points] = False
-            unseen &= (all_depth > 0.05) & (all_uv[:, 0] > -0.5) & (all_uv[:, 0] < width - 0.5) & \
-                (all_uv[:, 1] > -0.5) & (all_uv[:, 1] < height - 0.5)
             unsure_uv = all_uv[unseen]
             points_label = pram_map.point_landmark[points] + scene.label_offset
             counts = np.bincount(points_label, minlength=1)

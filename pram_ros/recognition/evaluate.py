@@ -25,9 +25,10 @@ import numpy as np
 from tqdm import tqdm
 
 from pram_ros.features import FeatureExtractor, match_mutual_nn
+from pram_ros.geometry import in_view, project_points
 from pram_ros.mapping.build import images_from_folder
 from pram_ros.mapping.mapfile import PramMap
-from pram_ros.recognition.dataset import MIN_VISIBLE_POINTS, LabelConfig, Scene, label_keypoints, project
+from pram_ros.recognition.dataset import MIN_VISIBLE_POINTS, LabelConfig, Scene, label_keypoints
 from pram_ros.recognition.metrics import RecognitionMetrics, scene_votes
 from pram_ros.recognition.model import Recognizer
 from pram_ros.world.io import load_depth
@@ -39,16 +40,20 @@ class QueryTruth:
     points_label: np.ndarray  # [V] their global landmark ids
     visible_landmarks: np.ndarray  # global ids with >= MIN_VISIBLE_POINTS visible points
 
+    def label(self, keypoints: np.ndarray, labels: LabelConfig) -> np.ndarray:
+        """Ground-truth labels of keypoints, by the training data's rule."""
+        return label_keypoints(keypoints, self.points_uv, self.points_label, labels.near_px, labels.far_px)
+
 
 def depth_tolerance_m(depth_m: np.ndarray) -> np.ndarray:
     return np.maximum(0.05, 0.03 * depth_m)
 
 
 def query_truth(pram_map: PramMap, label_offset: int, cam_from_world: np.ndarray, depth_m: np.ndarray) -> QueryTruth:
-    uv, z = project(pram_map.point_xyz.astype(np.float64), cam_from_world, pram_map.K(0))
+    uv, z = project_points(pram_map.point_xyz, cam_from_world, pram_map.K(0))
     height, width = depth_m.shape
     pixel = np.rint(uv).astype(np.int64)
-    inside = (z > 0.05) & (pixel[:, 0] >= 0) & (pixel[:, 0] < width) & (pixel[:, 1] >= 0) & (pixel[:, 1] < height)
+    inside = in_view(uv, z, width, height)
     visible = np.zeros(len(z), bool)
     rendered = depth_m[pixel[inside, 1], pixel[inside, 0]]
     visible[inside] = (rendered > 0) & (np.abs(rendered - z[inside]) < depth_tolerance_m(rendered))
@@ -88,8 +93,7 @@ def evaluate_sequence(recognizer: Recognizer, extractor: FeatureExtractor, scene
             cam_from_world = np.linalg.inv(images.world_from_cam[index])
             truth = query_truth(pram_map, scene.label_offset, cam_from_world,
                                 load_depth(depth_dir / images.names[index]))
-            keypoint_truth = label_keypoints(features.keypoints[recognition.keypoint_indices], truth.points_uv,
-                                             truth.points_label, labels.near_px, labels.far_px)
+            keypoint_truth = truth.label(features.keypoints[recognition.keypoint_indices], labels)
             visible = truth.visible_landmarks
             if map_descriptors is not None and len(visible):
                 used = features.descriptors[recognition.keypoint_indices]

@@ -57,7 +57,6 @@ class AugmentConfig:
     jitter_px: float = 1.0
     background_keep_range: tuple[float, float] = (0.2, 1.0)  # share of background keypoints kept
     top_score_probability: float = 0.5  # else a random subset, not the best-scoring one
-    descriptor_noise: float = 0.0  # std of Gaussian noise added to unit descriptors (renormalized)
 
 
 @dataclass
@@ -153,11 +152,8 @@ def _sample(example: Example, tokens: int, augment: AugmentConfig, rng: np.rando
         else:
             candidates = np.sort(rng.choice(candidates, size=tokens, replace=False))
     positions = _augmented_positions(example.keypoints[candidates], example.image_size, augment, rng)
-    descriptors = example.descriptors[candidates].astype(np.float32)
-    if augment.descriptor_noise > 0:
-        descriptors = descriptors + rng.normal(0.0, augment.descriptor_noise, descriptors.shape).astype(np.float32)
-        descriptors /= np.maximum(np.linalg.norm(descriptors, axis=1, keepdims=True), 1e-6)
-    return descriptors, positions, example.labels[candidates].astype(np.int64)
+    return (example.descriptors[candidates].astype(np.float32), positions,
+            example.labels[candidates].astype(np.int64))
 
 
 def _batch(examples: list[Example], tokens: int, augment: AugmentConfig, rng: np.random.Generator):
@@ -184,13 +180,14 @@ def _learning_rate(config: TrainConfig, progress: float) -> float:
 @torch.inference_mode()
 def validate(net: RecognizerNet, examples: list[Example], training_set: TrainingSet, weights: torch.Tensor,
              max_keypoints: int) -> tuple[float, dict]:
-    """Loss and RecognitionMetrics on the best-scoring `max_keypoints` of each example, unaugmented."""
+    """Loss and RecognitionMetrics on the best-scoring `max_keypoints` of each example, unaugmented,
+    plus keypoint accuracy and balanced (per-class mean) accuracy over every labelled keypoint."""
     was_training = net.training
     net.eval()
     metrics = RecognitionMetrics()
     offsets = [s.label_offset for s in training_set.scenes]
     counts = [s.num_landmarks for s in training_set.scenes]
-    losses = []
+    losses, predicted_known, truth_known = [], [], []
     for example in examples:
         count = min(len(example.labels), max_keypoints)
         truth = example.labels[:count].astype(np.int64)
@@ -205,12 +202,20 @@ def validate(net: RecognizerNet, examples: list[Example], training_set: Training
                                                     ignore_index=IGNORE)))
             probabilities = torch.softmax(logits, -1).numpy()
         labels = probabilities.argmax(axis=1)
+        known = truth != IGNORE
+        predicted_known.append(labels[known])
+        truth_known.append(truth[known])
         recognition = Recognition(np.arange(count), probabilities, labels,
                                   np.bincount(labels, minlength=training_set.num_classes))
         metrics.add(recognition, truth, example.visible, example.scene if len(counts) > 1 else None,
                     scene_votes(recognition.votes, offsets, counts))
     net.train(was_training)
-    return (float(np.mean(losses)) if losses else float("nan")), metrics.summary()
+    summary = metrics.summary()
+    predicted, truth = np.concatenate(predicted_known), np.concatenate(truth_known)
+    if len(truth):
+        summary["keypoint_accuracy"] = round(float(np.mean(predicted == truth)), 4)
+        summary["balanced_accuracy"] = round(_balanced_accuracy(predicted, truth), 4)
+    return (float(np.mean(losses)) if losses else float("nan")), summary
 
 
 def majority_baseline(train: list[Example], val: list[Example], num_classes: int, max_keypoints: int) -> dict:
@@ -230,26 +235,6 @@ def majority_baseline(train: list[Example], val: list[Example], num_classes: int
 def _balanced_accuracy(predicted: np.ndarray, truth: np.ndarray) -> float:
     """Mean over the classes present in `truth` of the share of their keypoints given that class."""
     return float(np.mean([np.mean(predicted[truth == c] == c) for c in np.unique(truth)]))
-
-
-def keypoint_accuracies(net: RecognizerNet, examples: list[Example], max_keypoints: int) -> tuple[float, float]:
-    """(accuracy, balanced accuracy) over the labelled validation keypoints, background included."""
-    predicted, truth = [], []
-    with torch.inference_mode():
-        for example in examples:
-            count = min(len(example.labels), max_keypoints)
-            labels = example.labels[:count].astype(np.int64)
-            known = labels != IGNORE
-            if count == 0 or not known.any():
-                continue
-            logits = net(torch.from_numpy(example.descriptors[:count].astype(np.float32))[None],
-                         normalize_positions(torch.from_numpy(example.keypoints[:count]), example.image_size)[None])[0]
-            predicted.append(logits.argmax(-1).numpy()[known])
-            truth.append(labels[known])
-    if not truth:
-        return float("nan"), float("nan")
-    predicted, truth = np.concatenate(predicted), np.concatenate(truth)
-    return float(np.mean(predicted == truth)), _balanced_accuracy(predicted, truth)
 
 
 def train(training_set: TrainingSet, config: TrainConfig | None = None,
@@ -325,10 +310,6 @@ def train(training_set: TrainingSet, config: TrainConfig | None = None,
     net.eval()
     report.epochs, report.steps = epoch, step
     report.seconds = round(time.perf_counter() - start, 2)
-    if val_examples:
-        accuracy, balanced = keypoint_accuracies(net, val_examples, model_config.max_keypoints)
-        report.val_metrics["keypoint_accuracy"] = round(accuracy, 4)
-        report.val_metrics["balanced_accuracy"] = round(balanced, 4)
     return net, report
 
 
