@@ -9,6 +9,8 @@ Subcommands exist only for stages that are built:
                                 accuracy and latency
   pram eval --stage recognition evaluate the recognizer on a query sequence with ground truth
   pram bench --stage recognition  recognizer latency and accuracy: float32, bfloat16, int8
+  pram replay --bag BAG          publish a rosbag2 over DDS (stands in for `ros2 bag play`)
+  pram record --topics T.. --out BAG  write topics from DDS to a rosbag2 (for `ros2 bag record`)
 """
 
 from __future__ import annotations
@@ -26,6 +28,39 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from pram_ros.ros.replay import ReplayConfig, run_replay
+
+    return run_replay(ReplayConfig(bag=Path(args.bag), rate=args.rate, clock=args.clock, clock_hz=args.clock_hz,
+                                   topics=tuple(args.topics) if args.topics else None, delay_s=args.delay))
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
+    from pram_ros.ros.record import RecordConfig, run_record
+
+    return run_record(RecordConfig(topics=tuple(args.topics), out=Path(args.out), duration_s=args.duration,
+                                   storage=args.storage, stamp=args.stamp))
+
+
+def _add_bag_commands(commands) -> None:
+    replay = commands.add_parser("replay", help="publish a rosbag2 over DDS (stands in for `ros2 bag play`)")
+    replay.add_argument("--bag", required=True, help="rosbag2 folder (mcap or sqlite3)")
+    replay.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1)")
+    replay.add_argument("--clock", action="store_true", help="publish /clock at the bag's time (for use_sim_time)")
+    replay.add_argument("--clock-hz", type=float, default=100.0, help="/clock rate in wall time (default 100)")
+    replay.add_argument("--topics", nargs="+", help="play only these topics (default: all)")
+    replay.add_argument("--delay", type=float, default=0.0, help="seconds to wait before playing, for discovery")
+    replay.set_defaults(run=_cmd_replay)
+    record = commands.add_parser("record", help="write topics from DDS to a rosbag2 (stands in for `ros2 bag record`)")
+    record.add_argument("--topics", nargs="+", required=True, help="topics to record (types found on the graph)")
+    record.add_argument("--out", required=True, help="rosbag2 folder to create")
+    record.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: SIGINT)")
+    record.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="rosbag2 storage")
+    record.add_argument("--stamp", choices=["receive", "header"], default="receive",
+                        help="bag time of each message: receive time (default) or its header stamp")
+    record.set_defaults(run=_cmd_record)
 
 
 def _cmd_world(args: argparse.Namespace) -> int:
@@ -236,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pram", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_bag_commands(commands)
 
     world = commands.add_parser("world", help="render the demo world with exact ground truth")
     world.add_argument("--out", required=True, help="output folder (must be empty or absent)")
