@@ -140,6 +140,15 @@ class Localizer:
         if recognizer.num_landmarks != pram_map.num_landmarks:
             raise ValueError(f"the recognizer knows {recognizer.num_landmarks} landmarks, the map has "
                              f"{pram_map.num_landmarks}: load the model trained on this map")
+        self._init_camera(pram_map, extractor)
+        self.points_xyz = pram_map.point_xyz.astype(np.float64)
+        self.points_descriptor = pram_map.point_descriptor.astype(np.float32)
+        self.landmark_points = [pram_map.landmark_points(k) for k in range(pram_map.num_landmarks + 1)]
+        self.points_twin = descriptor_twins(self.points_descriptor, self.points_xyz, self.config.twin_min_distance_m)
+        self.reset()
+
+    def _init_camera(self, pram_map: PramMap, extractor: FeatureExtractor | None) -> None:
+        """The map's camera and extractor: what every method (baselines included) shares."""
         self.extractor = extractor or create_extractor(ExtractorConfig.from_dict(pram_map.extractor_config()),
                                                        num_threads=self.config.num_threads)
         self.K = pram_map.K(0)
@@ -147,11 +156,16 @@ class Localizer:
         fx, fy, cx, cy = pram_map.camera_params[0]
         # Keypoints and intrinsics share OpenCV's pixel convention, so no half-pixel shift is needed.
         self.camera = pycolmap.Camera(model="PINHOLE", width=self.width, height=self.height, params=[fx, fy, cx, cy])
-        self.points_xyz = pram_map.point_xyz.astype(np.float64)
-        self.points_descriptor = pram_map.point_descriptor.astype(np.float32)
-        self.landmark_points = [pram_map.landmark_points(k) for k in range(pram_map.num_landmarks + 1)]
-        self.points_twin = descriptor_twins(self.points_descriptor, self.points_xyz, self.config.twin_min_distance_m)
-        self.reset()
+
+    def memory_bytes(self) -> dict[str, int]:
+        """Bytes held in memory for the map, by part (the extractor, the same for every
+        method, is left out)."""
+        working = (self.points_xyz, self.points_descriptor, self.points_twin, *self.landmark_points)
+        parts = {"map": self.map.nbytes(), "working_copies": sum(int(a.nbytes) for a in working)}
+        if self.config.registration == "landmarks":
+            parts["recognizer"] = sum(p.numel() * p.element_size()
+                                      for p in (*self.recognizer.net.parameters(), *self.recognizer.net.buffers()))
+        return parts
 
     def reset(self) -> None:
         """Forget the track: the next frame relocalizes."""
@@ -336,6 +350,7 @@ class Localizer:
         return np.stack([keypoint[rows], rows], axis=1).astype(np.int64)
 
     def _register(self, keypoints: np.ndarray, points: np.ndarray, max_error_px: float) -> _Registration | None:
+        """PnP RANSAC of keypoints [N x 2] against `self.points_xyz[points]`."""
         if len(points) < 4:
             return None
         options = pycolmap.AbsolutePoseEstimationOptions()
@@ -343,7 +358,7 @@ class Localizer:
         options.ransac.random_seed = 0  # the same frame gives the same pose
         try:
             estimate = pycolmap.estimate_and_refine_absolute_pose(
-                keypoints.astype(np.float64), self.points_xyz[points], self.camera, options,
+                keypoints.astype(np.float64), self.points_xyz[points].astype(np.float64), self.camera, options,
                 pycolmap.AbsolutePoseRefinementOptions(), True)
         except (RuntimeError, ValueError) as exc:  # degenerate configurations
             logger.debug("PnP failed: %s", exc)
@@ -356,6 +371,12 @@ class Localizer:
         mask = np.asarray(estimate["inlier_mask"], bool)
         return _Registration(cam_from_world, covariance, points[mask], int(mask.sum()), len(points))
 
+    def _landmarks_of(self, points: np.ndarray) -> np.ndarray:
+        """Landmark ids of the inlier points, most inliers first."""
+        counts = np.bincount(self.map.point_landmark[points], minlength=self.map.num_landmarks + 1)
+        used = np.argsort(-counts, kind="stable")
+        return used[counts[used] > 0]
+
     def _gate(self, registration: _Registration | None, stamp_ns: int, state: State, min_inliers: int) -> Result:
         """Accept or reject a registration; an accepted one becomes the track's latest pose."""
         if registration is None:
@@ -366,10 +387,7 @@ class Localizer:
             return Result(stamp_ns, State.LOST, num_inliers=registration.num_inliers,
                           num_candidates=registration.num_candidates,
                           message=f"gate: {registration.num_inliers} inliers of {registration.num_candidates}")
-        inlier_landmarks = self.map.point_landmark[registration.inlier_points]
-        counts = np.bincount(inlier_landmarks, minlength=self.map.num_landmarks + 1)
-        used = np.argsort(-counts, kind="stable")
-        used = used[counts[used] > 0]
+        used = self._landmarks_of(registration.inlier_points)
         if state == State.RELOCALIZED:
             self._frames_since_check = 0
         self._tracked_landmarks = used

@@ -184,7 +184,7 @@ def database_images(pram_map: PramMap, images: str | Path | None = None) -> Imag
     raise ValueError("the map records no image source: pass --images DIR")
 
 
-def _database_frames(pram_map: PramMap, images: ImageSet) -> Iterator[tuple[int, np.ndarray]]:
+def database_frames(pram_map: PramMap, images: ImageSet) -> Iterator[tuple[int, np.ndarray]]:
     """(map image index, RGB) for every database image, matched by name."""
     index_of = {name: i for i, name in enumerate(pram_map.image_names)}
     missing = set(index_of) - set(images.names)
@@ -214,7 +214,7 @@ def build_training_set(maps: list[PramMap], image_sets: list[ImageSet], scenes: 
         observed = pram_map.points_per_image()
         K = pram_map.K(0)
         width, height = (int(v) for v in pram_map.camera_size[0])
-        for frame, rgb in _database_frames(pram_map, images):
+        for frame, rgb in database_frames(pram_map, images):
             points = observed[frame]
             all_uv, all_depth = project_points(pram_map.point_xyz, pram_map.cam_from_world(frame), K)
             points_uv = all_uv[points]
