@@ -8,6 +8,8 @@ Subcommands exist only for stages that are built:
   pram eval --map MAP (--images DIR | --bag BAG) --out REPORT   localize a query sequence, report
                                 accuracy and latency
   pram eval --stage recognition evaluate the recognizer on a query sequence with ground truth
+  pram bench                    every localization method (pram, pram-reloc, exhaustive, retrieval)
+                                on the same query sequences: accuracy, latency per stage, map bytes
   pram bench --stage recognition  recognizer latency and accuracy: float32, bfloat16, int8
   pram replay --bag BAG          publish a rosbag2 over DDS (stands in for `ros2 bag play`)
   pram record --topics T.. --out BAG  write topics from DDS to a rosbag2 (for `ros2 bag record`)
@@ -156,8 +158,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _eval_localization(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from pram_ros.evaluation.bench import create_localizer
     from pram_ros.evaluation.report import ground_truth_stamps, run_sequence, write_report
-    from pram_ros.localization.localizer import Localizer, LocalizerConfig
     from pram_ros.mapping.build import images_from_bag, images_from_folder
     from pram_ros.mapping.mapfile import load_map
     from pram_ros.recognition.modelfile import default_model_path, load_model
@@ -187,9 +189,8 @@ def _eval_localization(args: argparse.Namespace) -> int:
     if not np.allclose(images.K, pram_map.K(0), atol=1e-3) or (images.width, images.height) != (width, height):
         raise ValueError(f"{args.bag or args.images}: the camera ({images.width}x{images.height}, "
                          f"fx {images.K[0, 0]:.1f}) is not the map's ({width}x{height}, fx {pram_map.K(0)[0, 0]:.1f})")
-    config = LocalizerConfig(tracking=args.method == "pram", num_threads=args.threads,
-                             registration="all_points" if args.method == "exhaustive" else "landmarks")
-    localizer = Localizer(pram_map, model.recognizer, config)
+    database = _retrieval_database(map_path, pram_map, args) if args.method == "retrieval" else None
+    localizer = create_localizer(args.method, pram_map, model.recognizer, database, args.threads)
     run = run_sequence(localizer, images, stamps)
     metrics = write_report(Path(args.out), run, {"method": args.method, "map": map_path, **source})
     latency = metrics["latency_ms"].get("total_ms", {})
@@ -198,6 +199,26 @@ def _eval_localization(args: argparse.Namespace) -> int:
           f"total p50 {latency.get('p50', float('nan')):.1f} ms, p90 {latency.get('p90', float('nan')):.1f} ms")
     print(f"wrote {args.out}/metrics.json, trajectory.tum and plots")
     return 0
+
+
+def _retrieval_database(map_path: str, pram_map, args: argparse.Namespace):
+    """The map's retrieval database (--retrieval-db, default beside the map): built and
+    cached when missing or with --rebuild-retrieval; a stale one is refused."""
+    from pram_ros.localization.retrieval import (
+        build_retrieval_database,
+        default_database_path,
+        load_retrieval_database,
+        save_retrieval_database,
+    )
+
+    path = Path(args.retrieval_db) if args.retrieval_db else default_database_path(map_path)
+    if path.exists() and not args.rebuild_retrieval:
+        return load_retrieval_database(path, pram_map)
+    logger.info("building the retrieval database %s (the full reconstruction of the map's images; once)", path)
+    database = build_retrieval_database(pram_map, args.map_images, num_threads=args.threads)
+    size = save_retrieval_database(database, path)
+    logger.info("wrote %s (%.1f MB)", path, size / 1e6)
+    return database
 
 
 def _eval_recognition(args: argparse.Namespace) -> int:
@@ -241,6 +262,44 @@ def _eval_recognition(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.stage == "localization":
+        return _bench_localization(args)
+    return _bench_recognition(args)
+
+
+def _bench_localization(args: argparse.Namespace) -> int:
+    import json
+
+    import cv2
+    import torch
+
+    from pram_ros.evaluation.bench import BenchConfig, format_table, query_sequences, run_bench
+    from pram_ros.features import ExtractorConfig, create_extractor
+    from pram_ros.mapping.mapfile import load_map
+    from pram_ros.recognition.modelfile import default_model_path, load_model
+
+    # Every method under the same budget: torch (XFeat, recognizer) and OpenCV threads.
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
+    map_path = args.map or "demo/map.npz"
+    pram_map = load_map(Path(map_path))
+    model = load_model(Path(args.model) if args.model else default_model_path(map_path), [(map_path, pram_map)])
+    methods = tuple(args.method) if args.method else BenchConfig.methods
+    database = _retrieval_database(map_path, pram_map, args) if "retrieval" in methods else None
+    sequences = query_sequences(Path(args.world), args.sequence)
+    extractor = create_extractor(ExtractorConfig.from_dict(pram_map.extractor_config()), num_threads=args.threads)
+    config = BenchConfig(methods=methods, threads=args.threads, extra={"map": map_path, "world": args.world})
+    bench = run_bench(pram_map, model.recognizer, database, sequences, extractor, config)
+    print(format_table(bench))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "bench.json").write_text(json.dumps(bench, indent=2) + "\n")
+        print(f"wrote {out / 'bench.json'}")
+    return 0
+
+
+def _bench_recognition(args: argparse.Namespace) -> int:
     import json
 
     import torch
@@ -250,6 +309,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from pram_ros.recognition.bench import VARIANTS, bench_recognizer, format_rows, load_queries
     from pram_ros.recognition.modelfile import default_model_path, load_model
 
+    if not args.map or not args.images:
+        raise ValueError("--stage recognition needs --map MAP and --images DIR")
     torch.set_num_threads(args.threads)
     pram_map = load_map(Path(args.map))
     model = load_model(Path(args.model) if args.model else default_model_path(args.map), [(args.map, pram_map)])
@@ -265,6 +326,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                                               "max_keypoints": max_keypoints, "images": str(images),
                                               "frames": len(queries), "rows": rows}, indent=2) + "\n")
     return 0
+
+
+def _add_retrieval_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--retrieval-db", help="retrieval baseline's database (default: MAP.retrieval.npz beside "
+                                               "the map; built there when missing)")
+    parser.add_argument("--rebuild-retrieval", action="store_true",
+                        help="rebuild the retrieval database (for instance after the map changed)")
+    parser.add_argument("--map-images", help="the map's database images, when not where the map was built "
+                                             "(to build the retrieval database)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -324,9 +394,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--stage", choices=["localization", "recognition"], default="localization",
                           help="localization (default): poses against the ground truth; "
                                "recognition: landmark recognition against projected map points")
-    evaluate.add_argument("--method", choices=["pram", "pram-reloc", "exhaustive"], default="pram",
+    evaluate.add_argument("--method", choices=["pram", "pram-reloc", "exhaustive", "retrieval"], default="pram",
                           help="pram: with tracking (default); pram-reloc: recognition and registration every "
-                               "frame; exhaustive: every keypoint against every map point, every frame")
+                               "frame; exhaustive: every keypoint against every map point, every frame; "
+                               "retrieval: hloc-style, top-k database images by VLAD, matching through their "
+                               "observations (needs the retrieval database, built beside the map when missing)")
     evaluate.add_argument("--map", action="append", required=True, help="map file; repeat for a map set")
     evaluate.add_argument("--model", help="recognizer (default: beside the first map)")
     evaluate.add_argument("--images", help="query images folder")
@@ -343,18 +415,28 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (default: all)")
     evaluate.add_argument("--out", help="report folder: metrics.json, trajectory.tum and plots "
                                         "(recognition: recognition.json)")
+    _add_retrieval_arguments(evaluate)
     evaluate.set_defaults(run=_cmd_eval)
 
     bench = commands.add_parser("bench", help="measure speed against accuracy")
-    bench.add_argument("--stage", choices=["recognition"], required=True,
-                       help="recognition: the recognizer alone, float32 against bfloat16 and int8")
-    bench.add_argument("--map", required=True, help="map file")
+    bench.add_argument("--stage", choices=["localization", "recognition"], default="localization",
+                       help="localization (default): every method (pram, pram-reloc, exhaustive, retrieval) on "
+                            "the world's query sequences in one process; recognition: the recognizer alone, "
+                            "float32 against bfloat16 and int8")
+    bench.add_argument("--map", help="map file (localization default: demo/map.npz)")
     bench.add_argument("--model", help="recognizer (default: beside the map)")
-    bench.add_argument("--images", required=True, help="query images folder with poses.tum and depth/ beside it")
-    bench.add_argument("--gt", help="TUM file of world_from_camera poses (default: IMAGES/../poses.tum)")
+    bench.add_argument("--world", default="demo/world", help="localization: world folder with query_* sequences "
+                                                             "(default demo/world)")
+    bench.add_argument("--sequence", action="append", help="localization: a sequence of the world to use "
+                                                           "(repeat; default: every query_*)")
+    bench.add_argument("--method", action="append", choices=["pram", "pram-reloc", "exhaustive", "retrieval"],
+                       help="localization: a method to run (repeat; default: all four)")
+    bench.add_argument("--images", help="recognition: query images folder with poses.tum and depth/ beside it")
+    bench.add_argument("--gt", help="recognition: TUM file of world_from_camera poses (default: IMAGES/../poses.tum)")
     bench.add_argument("--threads", type=_positive_int, default=2, help="CPU threads (default 2)")
-    bench.add_argument("--step", type=_positive_int, default=1, help="use every STEP-th image")
-    bench.add_argument("--out", help="write the rows as JSON here")
+    bench.add_argument("--step", type=_positive_int, default=1, help="recognition: use every STEP-th image")
+    bench.add_argument("--out", help="localization: folder for bench.json; recognition: a JSON file for the rows")
+    _add_retrieval_arguments(bench)
     bench.set_defaults(run=_cmd_bench)
     return parser
 
