@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import rclpy
@@ -59,6 +61,7 @@ def test_replay_publishes_the_bag_with_its_stamps_qos_and_clock(tiny_world, ros_
     image_stamps = _bag_stamps(bag, TOPICS.image)
     spin_until(node, executor, lambda: process.poll() is not None and len(received["image"]) == len(image_stamps)
                and received["tf_static"], timeout_s=30.0)
+    spin_until(node, executor, lambda: False, timeout_s=0.5)  # take what is still queued (/clock)
     code, _, err = stop_process(process)
     assert code == 0, err[-3000:]
     assert "Traceback" not in err
@@ -166,3 +169,5 @@ def test_record_writes_what_was_published(tmp_path, ros_node, processes):
     assert qos["/tf_static"].durability.name == "TRANSIENT_LOCAL"
     assert qos["/test/pose"].durability.name == "VOLATILE"
     assert len(recorded["/tf_static"]) == 1
+    # TFMessage has no header: its bag time is the receive time, not bytes read as a stamp.
+    assert abs(recorded["/tf_static"][0][1] - time.time_ns()) < 120 * 1_000_000_000

@@ -32,7 +32,7 @@ class RecordConfig:
     out: Path
     duration_s: float | None = None
     storage: str = "mcap"
-    stamp: str = "receive"  # or "header": the message's header stamp where it has one
+    stamp: str = "receive"  # or "header": the header stamp of types that start with a Header
 
     def __post_init__(self) -> None:
         if not self.topics:
@@ -106,7 +106,15 @@ class _Recorder:
         """Subscribe to each pending topic that a publisher has announced."""
         if not self.pending:
             return
-        from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+        from rosbags.interfaces import (
+            Nodetype,
+            Qos,
+            QosDurability,
+            QosHistory,
+            QosLiveliness,
+            QosReliability,
+            QosTime,
+        )
 
         types = dict(self.node.get_topic_names_and_types())
         for topic in sorted(self.pending):
@@ -134,12 +142,15 @@ class _Recorder:
             )
             connection = self.writer.add_connection(topic, msgtype, typestore=self.typestore,
                                                     offered_qos_profiles=[recorded_qos])
+            fields = self.typestore.fielddefs[msgtype][1]
+            has_header = bool(fields) and fields[0][1] == (Nodetype.NAME, "std_msgs/msg/Header")
+            use_header = self.config.stamp == "header" and has_header
             self.subscriptions.append(self.node.create_subscription(
-                cls, topic, lambda raw, connection=connection: self._write(connection, raw), qos, raw=True))
+                cls, topic, lambda raw, c=connection, h=use_header: self._write(c, raw, h), qos, raw=True))
             logger.info("recording %s (%s, %s)", topic, msgtype, qos.durability.name.lower())
 
-    def _write(self, connection, raw: bytes) -> None:
-        stamp_ns = _header_stamp_ns(raw) if self.config.stamp == "header" else None
+    def _write(self, connection, raw: bytes, use_header: bool) -> None:
+        stamp_ns = _header_stamp_ns(raw) if use_header else None
         self.writer.write(connection, stamp_ns if stamp_ns is not None else time.time_ns(), raw)
         self.counts[connection.topic] += 1
 

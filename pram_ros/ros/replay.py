@@ -245,8 +245,9 @@ def replay_bag(node, config: ReplayConfig, stop: threading.Event | None = None) 
             # The process may exit right after: let reliable subscribers get the last messages.
             from rclpy.duration import Duration
 
-            for publisher in publishers.values():
-                publisher.wait_for_all_acked(Duration(seconds=1.0))
+            for publisher in [*publishers.values(), clock_publisher]:
+                if publisher is not None:
+                    publisher.wait_for_all_acked(Duration(seconds=1.0))
     summary = ReplaySummary(counts, bag_s, wall_s, stop.is_set())
     logger.info("%s after %d/%d messages (%.1f s of bag time in %.1f s): %s",
                 "interrupted" if summary.interrupted else "done", sent, total, bag_s, wall_s, counts)

@@ -51,9 +51,11 @@ class _Edge:
             self.stamps_ns, self.translations, self.quats_xyzw = [stamp_ns], [translation], [quat]
             return
         if self.stamps_ns and stamp_ns < self.stamps_ns[-1] - cache_ns:
-            logger.debug("dropped a %s sample %.3f s older than the cache", self.parent,
-                         (self.stamps_ns[-1] - stamp_ns) / NS_PER_S)
-            return
+            # Time went back by more than the cache: a bag replayed again or a restarted
+            # source (tf2 clears on a clock jump back). Start the edge afresh.
+            logger.warning("%s: stamps jumped back %.3f s; cleared the edge's history", self.parent,
+                           (self.stamps_ns[-1] - stamp_ns) / NS_PER_S)
+            self.stamps_ns, self.translations, self.quats_xyzw = [], [], []
         index = bisect.bisect_left(self.stamps_ns, stamp_ns)
         if index < len(self.stamps_ns) and self.stamps_ns[index] == stamp_ns:
             self.translations[index], self.quats_xyzw[index] = translation, quat
@@ -285,12 +287,15 @@ class TfListener:
     behind slow work."""
 
     def __init__(self, node, buffer: TfBuffer, tf_topic: str = "/tf", tf_static_topic: str = "/tf_static",
-                 callback_group=None) -> None:
+                 callback_group=None, ignore_parents: tuple[str, ...] = ()) -> None:
         from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
         from tf2_msgs.msg import TFMessage
 
         self.buffer = buffer
         self._node = node
+        # Edges a node publishes itself (pram_node's map -> camera): fed back, they would
+        # re-parent frames the robot's own tree already holds.
+        self._ignore_parents = {_strip(frame) for frame in ignore_parents}
         self._warned: set[str] = set()
         group = callback_group or MutuallyExclusiveCallbackGroup()
         self._subscriptions = [
@@ -303,6 +308,8 @@ class TfListener:
 
     def _on_message(self, message, static: bool) -> None:
         for transform in message.transforms:
+            if _strip(transform.header.frame_id) in self._ignore_parents:
+                continue
             try:
                 self.buffer.add_transform_msg(transform, static=static)
             except ValueError as error:
