@@ -201,10 +201,9 @@ def test_broadcasters_to_listener_over_dds():
 
         def received() -> bool:
             # Dynamic /tf is volatile: keep sending until discovery has matched the listener.
-            dynamic.send_transform([
-                transform_stamped_msg(time_msg_from_ns(stamp), "odom", "base_link", odom_from_base((stamp - T0) / NS_PER_S))
-                for stamp in stamps
-            ])
+            dynamic.send_transform([transform_stamped_msg(time_msg_from_ns(stamp), "odom", "base_link",
+                                                          odom_from_base((stamp - T0) / NS_PER_S))
+                                    for stamp in stamps])
             executors[0].spin_once(timeout_sec=0.0)
             return buffer.can_transform("odom", "camera", stamps[1]) and buffer.can_transform("imu", "camera", T0)
 
