@@ -43,20 +43,29 @@ pram_ros/msg/__init__.py: $(MSG_SOURCES) $(VENV)/.installed
 	tools/build_msgs.sh
 	touch $@
 
-# The world is deterministic: re-rendering it gives the same bytes. Then the map of
-# its mapping sequence, triangulated with the recorded poses.
-demo: setup
+# The demo, each step reused when its output is already there: render the world (with
+# rosbag2 recordings), build the map of its mapping sequence with the recorded poses,
+# train the recognizer; then replay each query bag in real time through a running
+# pram_node over DDS and print its accuracy, latency and rate (reports in demo/reports/).
+DEMO_SEQUENCES ?= query_offpath query_lighting foreign
+DEMO_RATE ?= 1.0
+
+$(DEMO_DIR)/world/world.yaml: | setup
 	rm -rf $(DEMO_DIR)/world
 	$(BIN)/pram world --out $(DEMO_DIR)/world
+
+$(DEMO_DIR)/map.npz: $(DEMO_DIR)/world/world.yaml
 	$(BIN)/pram map build --images $(DEMO_DIR)/world/mapping/images --poses $(DEMO_DIR)/world/mapping/poses.tum \
-		--out $(DEMO_DIR)/map.npz --overwrite
-	$(BIN)/pram map info $(DEMO_DIR)/map.npz
+		--out $@ --overwrite
+	$(BIN)/pram map info $@
+
+$(DEMO_DIR)/map.recognizer.safetensors: $(DEMO_DIR)/map.npz
 	$(BIN)/pram train --map $(DEMO_DIR)/map.npz --overwrite
-	for sequence in query_offpath query_lighting foreign; do \
-		$(BIN)/pram eval --stage recognition --map $(DEMO_DIR)/map.npz \
-			--images $(DEMO_DIR)/world/$$sequence/images --out $(DEMO_DIR)/reports/$$sequence; \
-		$(BIN)/pram eval --map $(DEMO_DIR)/map.npz --images $(DEMO_DIR)/world/$$sequence/images \
-			--out $(DEMO_DIR)/reports/$$sequence; \
+
+demo: setup $(DEMO_DIR)/map.recognizer.safetensors
+	for sequence in $(DEMO_SEQUENCES); do \
+		$(BIN)/pram eval --live --map $(DEMO_DIR)/map.npz --bag $(DEMO_DIR)/world/$$sequence/bag \
+			--rate $(DEMO_RATE) --threads 2 --out $(DEMO_DIR)/reports/$$sequence; \
 	done
 
 # pytest exits 5 when it collected no tests: that is a failure too.

@@ -150,9 +150,35 @@ def _read_scene(sequence_dir: Path) -> str | None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    if args.live:
+        return _eval_live(args)
     if args.stage == "recognition":
         return _eval_recognition(args)
     return _eval_localization(args)
+
+
+def _eval_live(args: argparse.Namespace) -> int:
+    from pram_ros.evaluation.live import LiveConfig, run_live
+
+    if not args.bag or not args.out or len(args.map) != 1 or not args.rate > 0:
+        raise ValueError("--live takes one --map, a --bag, --out REPORT and a --rate > 0")
+    params = {"num_threads": args.threads} if args.threads else {}
+    if args.model:
+        params["model_path"] = args.model
+    metrics = run_live(LiveConfig(Path(args.map[0]), Path(args.bag), Path(args.out), rate=args.rate,
+                                  image_topic=args.image_topic, ground_truth_topic=args.pose_topic, node_params=params))
+    latency = metrics["latency_ms"].get("node_latency_ms", {})
+    total = metrics["latency_ms"].get("total_ms", {})
+    print(f"{args.bag} through pram_node at rate {args.rate}: {metrics['frames_processed']} of "
+          f"{metrics['frames_in_bag']} frames processed ({metrics['dropped_frames']} dropped, "
+          f"{metrics['not_received']} not received), {metrics['achieved_rate_hz']} Hz of {metrics['input_rate_hz']} Hz")
+    print(f"  over processed frames: recall 5 cm/5 deg {metrics['recall_5cm_5deg']:.3f}, median "
+          f"{(metrics['median_t_m'] or float('nan')) * 100:.1f} cm / {metrics['median_r_deg'] or float('nan'):.2f} deg, "
+          f"wrong {metrics['wrong_ratio']:.3f}")
+    print(f"  node latency (image stamp to publish) p50 {latency.get('p50', float('nan')):.0f} ms, "
+          f"p90 {latency.get('p90', float('nan')):.0f} ms; processing p50 {total.get('p50', float('nan')):.0f} ms")
+    print(f"wrote {args.out}/metrics.json, trajectory.tum and plots")
+    return 0
 
 
 def _eval_localization(args: argparse.Namespace) -> int:
@@ -413,6 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="the query shows a place the map does not hold (found from sequence.yaml "
                                "for demo-world sequences)")
     evaluate.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (default: all)")
+    evaluate.add_argument("--live", action="store_true",
+                          help="replay --bag in real time through a running pram_node over DDS (method pram)")
+    evaluate.add_argument("--rate", type=float, default=1.0, help="--live: replay speed factor (default 1)")
     evaluate.add_argument("--out", help="report folder: metrics.json, trajectory.tum and plots "
                                         "(recognition: recognition.json)")
     _add_retrieval_arguments(evaluate)

@@ -78,3 +78,37 @@ def in_view(uv: np.ndarray, depth: np.ndarray, width: int, height: int, min_dept
     0.5 (default) keeps those whose rounded pixel exists; 0 keeps where keypoints can lie."""
     return (depth > min_depth_m) & (uv[:, 0] >= -slack_px) & (uv[:, 0] < width - 1 + slack_px) & \
         (uv[:, 1] >= -slack_px) & (uv[:, 1] < height - 1 + slack_px)
+
+
+def skew(v: np.ndarray) -> np.ndarray:
+    """[v]x, the matrix of the cross product v x ."""
+    return np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
+
+
+def world_from_cam_covariance(cam_from_world: np.ndarray, colmap_covariance: np.ndarray) -> np.ndarray:
+    """pycolmap's 6x6 pose covariance -> the covariance of world_from_cam in ROS's order.
+
+    In: pycolmap's covariance of cam_from_world = (R, t) over (delta_q, delta_t), where the
+    rotation is perturbed on the left through the quaternion's vector part, R' = exp(2 delta_q) R
+    (half-angle: checked against Monte Carlo PnP), and t' = t + delta_t.
+    Out: geometry_msgs/PoseWithCovariance's convention, (x, y, z, rot_x, rot_y, rot_z) of the
+    camera's position and of a rotation about the fixed (world) axes, in m^2 and rad^2.
+    """
+    rotation, translation = cam_from_world[:3, :3], cam_from_world[:3, 3]
+    # Camera centre c = -R^T t and world rotation R^T, perturbed to first order.
+    jacobian = np.zeros((6, 6))
+    jacobian[:3, :3] = -rotation.T @ skew(translation) * 2.0
+    jacobian[:3, 3:] = -rotation.T
+    jacobian[3:, :3] = -rotation.T * 2.0
+    covariance = jacobian @ colmap_covariance @ jacobian.T
+    return 0.5 * (covariance + covariance.T)
+
+
+def attached_frame_covariance(world_from_a: np.ndarray, a_from_b: np.ndarray, covariance_a: np.ndarray) -> np.ndarray:
+    """ROS-ordered covariance of world_from_b, for a frame b rigidly attached to a, from that of a."""
+    lever_world = world_from_a[:3, :3] @ a_from_b[:3, 3]
+    # b's position moves with a's position and swings with a's rotation about the lever arm.
+    jacobian = np.eye(6)
+    jacobian[:3, 3:] = -skew(lever_world)
+    covariance = jacobian @ covariance_a @ jacobian.T
+    return 0.5 * (covariance + covariance.T)

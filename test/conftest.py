@@ -31,6 +31,54 @@ def tiny_world(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def localization_world(tmp_path_factory) -> Path:
+    """One room, rendered with bags: mapping, an off-path query and a foreign place."""
+    from pram_ros.world.generate import WorldConfig, generate_world
+
+    out = tmp_path_factory.mktemp("localization_world") / "world"
+    generate_world(out, WorldConfig(seed=5, rooms=1, frames=40, query_frames=12, foreign_frames=8,
+                                    sequences=("mapping", "query_offpath", "foreign"), write_bags=True))
+    return out
+
+
+@pytest.fixture(scope="session")
+def localization_map(localization_world) -> Path:
+    """The map of `localization_world` and, beside it, a quickly trained recognizer; -> map path."""
+    from pram_ros.mapping.build import MapBuildConfig, build_map, images_from_folder
+    from pram_ros.mapping.mapfile import save_map
+    from pram_ros.recognition.dataset import label_space
+    from pram_ros.recognition.modelfile import default_model_path, save_model
+    from pram_ros.recognition.train import TrainConfig, train_on_maps
+
+    mapping = localization_world / "mapping"
+    images = images_from_folder(mapping / "images", poses_tum=mapping / "poses.tum")
+    pram_map, _ = build_map(images, MapBuildConfig())
+    net, _, _, _ = train_on_maps([("map", pram_map)], [mapping / "images"],
+                                 TrainConfig(epochs=8, batch_size=4, min_tokens=256, max_tokens=512, val_fraction=0.0))
+    map_path = localization_world.parent / "map.npz"
+    save_map(pram_map, map_path)
+    save_model(default_model_path(map_path), net, label_space([pram_map], ["map"]), pram_map.meta["extractor"])
+    return map_path
+
+
+@pytest.fixture()
+def ros_node():
+    """A listener node in its own context, and its executor: (node, executor)."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("pram_test_listener", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    yield node, executor
+    executor.shutdown()
+    node.destroy_node()
+    rclpy.shutdown(context=context)
+
+
 @pytest.fixture()
 def processes():
     """Start processes with `processes.start([...])`; every one is stopped after the test."""

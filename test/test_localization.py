@@ -13,32 +13,25 @@ import torch
 
 from pram_ros.evaluation.metrics import pose_errors
 from pram_ros.localization.localizer import LOST_VARIANCE, Localizer, LocalizerConfig, State
-from pram_ros.mapping.build import MapBuildConfig, build_map, images_from_folder
-from pram_ros.mapping.mapfile import save_map
+from pram_ros.mapping.build import images_from_folder
+from pram_ros.mapping.mapfile import load_map, save_map
 from pram_ros.recognition.dataset import label_space
 from pram_ros.recognition.model import Recognizer
-from pram_ros.recognition.modelfile import default_model_path, save_model
-from pram_ros.recognition.train import TrainConfig, train_on_maps
-from pram_ros.world.generate import WorldConfig, generate_world
+from pram_ros.recognition.modelfile import default_model_path, load_model, save_model
 
 from conftest import REPO
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    out = tmp_path_factory.mktemp("localization_world") / "world"
-    generate_world(out, WorldConfig(seed=5, rooms=1, frames=40, query_frames=12, foreign_frames=8,
-                                    sequences=("mapping", "query_offpath", "foreign"), write_bags=True))
-    return out
+def world(localization_world):
+    return localization_world
 
 
 @pytest.fixture(scope="module")
-def localizer_parts(world):
-    images = images_from_folder(world / "mapping" / "images", poses_tum=world / "mapping" / "poses.tum")
-    pram_map, _ = build_map(images, MapBuildConfig())
-    net, _, _, _ = train_on_maps([("map", pram_map)], [world / "mapping" / "images"],
-                                 TrainConfig(epochs=8, batch_size=4, min_tokens=256, max_tokens=512, val_fraction=0.0))
-    return pram_map, Recognizer(net)
+def localizer_parts(localization_map):
+    pram_map = load_map(localization_map)
+    model = load_model(default_model_path(localization_map), [(str(localization_map), pram_map)])
+    return pram_map, model.recognizer
 
 
 def _frames(world, sequence):

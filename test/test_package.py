@@ -57,6 +57,20 @@ def test_launch_files_name_existing_files():
             assert (REPO / "scripts" / executable).exists()
         for config in {"pram.yaml", "pram.rviz"} & strings:
             assert (REPO / "config" / config).exists()
+        for included in {s for s in strings if s.endswith(".launch.py")}:
+            assert (REPO / "launch" / included).exists(), included
+
+
+def test_rviz_config_shows_the_node_outputs():
+    import yaml
+
+    config = yaml.safe_load((REPO / "config" / "pram.rviz").read_text())
+    topics = {d.get("Topic", {}).get("Value") for d in config["Visualization Manager"]["Displays"]}
+    for topic in ("/pram_node/pose", "/pram_node/landmarks", "/pram_node/map_points", "/pram_node/debug_image"):
+        assert topic in topics, topic
+    classes = {d["Class"] for d in config["Visualization Manager"]["Displays"]}
+    assert "rviz_default_plugins/TF" in classes
+    assert config["Visualization Manager"]["Global Options"]["Fixed Frame"] == "map"
 
 
 def test_launch_files_import_where_launch_ros_exists():

@@ -106,6 +106,11 @@ class Result:
     num_candidates: int = 0
     timings_ms: dict[str, float] = field(default_factory=dict)
     message: str = ""  # why a frame is LOST
+    # For drawing: this frame's keypoints [N x 2], the landmark recognition gave each (0
+    # background, -1 not recognized on this frame) and the PnP inliers' pixels [M x 2].
+    keypoints_uv: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
+    keypoint_landmarks: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    inliers_uv: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
 
     @property
     def localized(self) -> bool:
@@ -125,6 +130,7 @@ class _Registration:
     cam_from_world: np.ndarray
     covariance: np.ndarray
     inlier_points: np.ndarray  # map point indices of the inliers
+    inliers_uv: np.ndarray  # their keypoints' pixels
     num_inliers: int
     num_candidates: int
 
@@ -173,9 +179,17 @@ class Localizer:
         self._tracked_landmarks = np.zeros(0, np.int64)
         self._frames_since_check = 0
         self._force_relocalize = False
+        self._frame_recognition: Recognition | None = None
 
     def request_relocalization(self) -> None:
         self._force_relocalize = True
+
+    def set_pose_hint(self, cam_from_world: np.ndarray) -> None:
+        """Track from this pose on the next frame (e.g. RViz's "2D Pose Estimate"); the tracking
+        gate decides, and a wrong hint only costs a relocalization."""
+        self.reset()
+        self._poses = [np.asarray(cam_from_world, np.float64)]
+        self._frames_since_check = self.config.reverify_every  # check the hint with recognition
 
     # ------------------------------------------------------------------------------------
     def process(self, image: np.ndarray, stamp_ns: int = 0) -> Result:
@@ -193,7 +207,7 @@ class Localizer:
         if len(features) < self.config.min_inliers:
             return self._lost(stamp_ns, f"{len(features)} keypoints: too little texture", timings, start)
 
-        result = recognition = None
+        result = recognition = self._frame_recognition = None
         if self.config.tracking and self._poses and not self._force_relocalize:
             result = self._track(features, stamp_ns, timings)
             if result is not None and self._due_for_check():
@@ -201,10 +215,18 @@ class Localizer:
         if result is None:
             result = self._relocalize(features, stamp_ns, timings, recognition)
         self._force_relocalize = False
+        result.keypoints_uv = features.keypoints
+        result.keypoint_landmarks = self._keypoint_landmarks(len(features))
         result.timings_ms = {**timings, "total_ms": _ms(start)}
         if not result.localized:
             self.reset()
         return result
+
+    def _keypoint_landmarks(self, count: int) -> np.ndarray:
+        labels = np.full(count, -1, np.int64)
+        if self._frame_recognition is not None:
+            labels[self._frame_recognition.keypoint_indices] = self._frame_recognition.labels
+        return labels
 
     def _check_image(self, image) -> str:
         if not isinstance(image, np.ndarray) or image.ndim not in (2, 3):
@@ -237,6 +259,7 @@ class Localizer:
                 tick = time.perf_counter()
                 recognition = self.recognizer.recognize(features, self.config.max_keypoints)
                 timings["recognition_ms"] = _ms(tick)
+                self._frame_recognition = recognition
             tick = time.perf_counter()
             ranked = self._ranked_landmarks(recognition)
             if not len(ranked):
@@ -303,6 +326,7 @@ class Localizer:
         tick = time.perf_counter()
         recognition = self.recognizer.recognize(features, self.config.max_keypoints)
         timings["recognition_ms"] = _ms(tick)
+        self._frame_recognition = recognition
         self._frames_since_check = 0
         ranked = self._ranked_landmarks(recognition)
         if np.isin(tracked.landmark_ids, ranked).any():
@@ -369,7 +393,7 @@ class Localizer:
         cam_from_world[:3] = np.asarray(estimate["cam_from_world"].matrix())
         covariance = np.asarray(estimate.get("covariance", np.eye(6) * LOST_VARIANCE), dtype=np.float64)
         mask = np.asarray(estimate["inlier_mask"], bool)
-        return _Registration(cam_from_world, covariance, points[mask], int(mask.sum()), len(points))
+        return _Registration(cam_from_world, covariance, points[mask], keypoints[mask], int(mask.sum()), len(points))
 
     def _landmarks_of(self, points: np.ndarray) -> np.ndarray:
         """Landmark ids of the inlier points, most inliers first."""
@@ -393,7 +417,7 @@ class Localizer:
         self._tracked_landmarks = used
         self._poses = (self._poses + [registration.cam_from_world])[-2:]
         return Result(stamp_ns, state, registration.cam_from_world, registration.covariance, used,
-                      registration.num_inliers, registration.num_candidates)
+                      registration.num_inliers, registration.num_candidates, inliers_uv=registration.inliers_uv)
 
 
 def descriptor_twins(descriptors: np.ndarray, xyz: np.ndarray, min_distance_m: float) -> np.ndarray:

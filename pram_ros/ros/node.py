@@ -1,44 +1,434 @@
-"""`pram_node`: the pram_ros localization node.
+"""`pram_node`: live relocalization from camera images against a PRAM map.
 
-This version is the node's shell: it starts, reads its parameters (from
-config/pram.yaml via --ros-args --params-file), publishes ~/status and stops
-cleanly. The localizer is not built yet, so the state it reports is always
-UNINITIALIZED; it never publishes a pose.
+A thin adapter around `Localizer`: image messages in, the Localizer's `Result` out as
+~/pose (PoseWithCovarianceStamped), ~/pose_stamped, ~/status, TF, markers and a debug
+image. The image callback only stores the newest frame; one worker thread localizes it,
+so callbacks never wait on the model and stale frames are dropped (and counted), never queued.
+
+TF: map -> camera optical frame by default; with `odom_frame` set, map -> odom composed with
+odom -> camera at the image stamp (REP-105), and ~/pose is then the pose of `base_frame`.
 """
 
 from __future__ import annotations
 
+import re
 import sys
+import threading
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
 
+import numpy as np
 import rclpy
-from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped, PoseWithCovarianceStamped
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.clock import Clock, ClockType
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header
+from std_srvs.srv import Trigger
+from visualization_msgs.msg import MarkerArray
 
+from pram_ros.geometry import attached_frame_covariance, invert, world_from_cam_covariance
+from pram_ros.localization.localizer import LOST_VARIANCE, Localizer, LocalizerConfig, Result, State
 from pram_ros.msg import LocalizationStatus
+from pram_ros.ros import convert
+from pram_ros.ros.tf import (
+    TfBroadcaster,
+    TfBuffer,
+    TfListener,
+    TfLookupError,
+    matrix_from_pose_msg,
+    ns_from_time_msg,
+    pose_msg_from_matrix,
+    transform_stamped_msg,
+)
+
+STATE_TO_STATUS = {
+    State.UNINITIALIZED: LocalizationStatus.UNINITIALIZED,
+    State.RELOCALIZED: LocalizationStatus.RELOCALIZING,
+    State.TRACKED: LocalizationStatus.TRACKING,
+    State.LOST: LocalizationStatus.LOST,
+}
+WARN_EVERY_S = 5.0
+
+
+@dataclass
+class NodeParams:
+    """Every parameter of pram_node, with its default (config/pram.yaml mirrors these)."""
+
+    map_path: str = ""
+    model_path: str = ""  # "" = the map's recognizer, MAP.recognizer.safetensors
+    device: str = "auto"  # auto (cuda when present), cpu, cuda
+    feature_preset: str = ""  # "" = the map's extractor; anything else must name it
+    image_topic: str = "image"
+    camera_info_topic: str = "camera_info"
+    image_qos: str = "sensor_data"  # or "reliable"
+    map_frame: str = "map"
+    camera_frame: str = ""  # "" = the image's header.frame_id
+    odom_frame: str = ""  # "" = publish map -> camera; set: map -> odom (REP-105)
+    base_frame: str = "base_link"
+    publish_tf: bool = True
+    debug_image: bool = True
+    num_threads: int = 2
+    status_period_s: float = 1.0
+    tracking: bool = True
+    max_keypoints: int = 1024
+    top_landmarks: int = 3
+    min_inliers: int = 30
+    min_inlier_ratio: float = 0.2
+    min_track_inliers: int = 50
+    reverify_every: int = 10
+    ransac_max_error_px: float = 8.0
+    tf_tolerance_s: float = 0.1
+
+
+_DESCRIPTIONS = {
+    "map_path": ("PRAM map file (pram map build).", None),
+    "model_path": ("Recognizer file; empty: the map's MAP.recognizer.safetensors.", None),
+    "device": ("auto, cpu or cuda.", None),
+    "feature_preset": ("Feature extractor; empty: the one the map was built with (xfeat or sift).", None),
+    "image_topic": ("Camera image topic.", None),
+    "camera_info_topic": ("CameraInfo topic of that camera.", None),
+    "image_qos": ("QoS of the image subscription: sensor_data (best effort) or reliable.", None),
+    "map_frame": ("Fixed frame of the map (REP-105 'map').", None),
+    "camera_frame": ("Camera optical frame; empty: the image header's frame_id.", None),
+    "odom_frame": ("Empty: publish map->camera. Set: publish map->odom composed with odom->camera.", None),
+    "base_frame": ("Robot base frame; ~/pose is its pose when odom_frame is set.", None),
+    "publish_tf": ("Publish the transform on /tf.", None),
+    "debug_image": ("Publish ~/debug_image (only built while someone subscribes).", None),
+    "num_threads": ("CPU threads for features and recognition.", IntegerRange(from_value=1, to_value=64, step=1)),
+    "status_period_s": ("Seconds between /diagnostics and idle status messages.",
+                        FloatingPointRange(from_value=0.05, to_value=60.0, step=0.0)),
+    "tracking": ("Track frame to frame; false relocalizes every frame.", None),
+    "max_keypoints": ("Keypoints per frame used for recognition.", IntegerRange(from_value=64, to_value=8192, step=1)),
+    "top_landmarks": ("Recognized landmarks registered per frame.", IntegerRange(from_value=1, to_value=64, step=1)),
+    "min_inliers": ("Gate: PnP inliers for a relocalization.", IntegerRange(from_value=6, to_value=10000, step=1)),
+    "min_inlier_ratio": ("Gate: inliers / candidates.", FloatingPointRange(from_value=0.01, to_value=1.0, step=0.0)),
+    "min_track_inliers": ("Gate: PnP inliers for a tracked frame.", IntegerRange(from_value=6, to_value=10000, step=1)),
+    "reverify_every": ("Tracked frames between recognition checks; 0 never.",
+                       IntegerRange(from_value=0, to_value=10000, step=1)),
+    "ransac_max_error_px": ("PnP RANSAC threshold in pixels.", FloatingPointRange(from_value=0.5, to_value=50.0, step=0.0)),
+    "tf_tolerance_s": ("How far outside the buffered odometry an image stamp may fall.",
+                       FloatingPointRange(from_value=0.0, to_value=5.0, step=0.0)),
+}
+_CHOICES = {"device": ("auto", "cpu", "cuda"), "image_qos": ("sensor_data", "reliable"),
+            "feature_preset": ("", "xfeat", "sift")}
+
+
+def declare_params(node: Node) -> NodeParams:
+    """Declare every parameter with its description and range; raise ValueError on a bad value."""
+    values = {}
+    for field in fields(NodeParams):
+        description, value_range = _DESCRIPTIONS[field.name]
+        descriptor = ParameterDescriptor(description=description)
+        if isinstance(value_range, IntegerRange):
+            descriptor.integer_range = [value_range]
+        elif isinstance(value_range, FloatingPointRange):
+            descriptor.floating_point_range = [value_range]
+        if field.name in _CHOICES:
+            descriptor.additional_constraints = "one of: " + ", ".join(repr(c) for c in _CHOICES[field.name])
+        try:
+            value = node.declare_parameter(field.name, field.default, descriptor).value
+        except ParameterException as error:  # out of range or of the wrong type
+            allowed = (f" (allowed: [{value_range.from_value}, {value_range.to_value}])"
+                       if value_range is not None else f" (a {type(field.default).__name__})")
+            raise ValueError(f"parameter {field.name} refused: {error}{allowed}") from None
+        if field.name in _CHOICES and value not in _CHOICES[field.name]:
+            raise ValueError(f"parameter {field.name} must be one of {_CHOICES[field.name]}, got {value!r}")
+        values[field.name] = value
+    params = NodeParams(**values)
+    if not params.map_path:
+        raise ValueError("parameter map_path is empty: give the map file (pram map build --out MAP)")
+    return params
 
 
 class PramNode(Node):
     def __init__(self) -> None:
         super().__init__("pram_node")
-        self.map_frame = self.declare_parameter(
-            "map_frame", "map", ParameterDescriptor(description="Fixed frame of the map (REP-105 'map').")
-        ).value
-        status_period_s = self.declare_parameter(
-            "status_period_s", 1.0, ParameterDescriptor(description="Seconds between status messages.")
-        ).value
-        if not status_period_s > 0.0:
-            raise ValueError(f"parameter status_period_s must be > 0, got {status_period_s}")
-        self.status_publisher = self.create_publisher(LocalizationStatus, "~/status", 10)
-        self.create_timer(status_period_s, self.publish_status)
-        self.get_logger().warning("no localizer in this version: status stays UNINITIALIZED, no pose is published")
+        self.params = declare_params(self)
+        self.localizer = self._build_localizer()
+        self._camera_info: CameraInfo | None = None
+        self._lock = threading.Lock()
+        self._newest: Image | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._counts = {"received": 0, "processed": 0, "dropped": 0, "dropped_since_status": 0, "localized": 0}
+        self._last_result: Result | None = None
+        self._last_latency_ms = float("nan")
+        self._rate_window: list[float] = []
+        self._warned_at: dict[str, float] = {}
 
-    def publish_status(self) -> None:
-        status = LocalizationStatus()
-        status.header.stamp = self.get_clock().now().to_msg()
-        status.header.frame_id = self.map_frame
-        status.state = LocalizationStatus.UNINITIALIZED
+        p = self.params
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                             reliability=ReliabilityPolicy.RELIABLE)
+        self.pose_publisher = self.create_publisher(PoseWithCovarianceStamped, "~/pose", 10)
+        self.pose_stamped_publisher = self.create_publisher(PoseStamped, "~/pose_stamped", 10)
+        self.status_publisher = self.create_publisher(LocalizationStatus, "~/status", 10)
+        self.landmarks_publisher = self.create_publisher(MarkerArray, "~/landmarks", latched)
+        self.recognized_publisher = self.create_publisher(MarkerArray, "~/recognized_landmarks", 10)
+        self.points_publisher = self.create_publisher(PointCloud2, "~/map_points", latched)
+        self.debug_publisher = self.create_publisher(Image, "~/debug_image", qos_profile_sensor_data)
+        self.diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.tf_buffer = TfBuffer()
+        self.tf_listener = TfListener(self, self.tf_buffer, ignore_parents=(p.map_frame,))
+        self.tf_broadcaster = TfBroadcaster(self)
+
+        image_qos = qos_profile_sensor_data if p.image_qos == "sensor_data" else QoSProfile(depth=5)
+        self.create_subscription(Image, p.image_topic, self._on_image, image_qos)
+        self.create_subscription(CameraInfo, p.camera_info_topic, self._on_camera_info, qos_profile_sensor_data)
+        self.create_subscription(PoseWithCovarianceStamped, "/initialpose", self._on_initial_pose, 10)
+        self.create_service(Trigger, "~/relocalize", self._on_relocalize)
+        # Wall time: with use_sim_time the status must still come before a /clock does.
+        self.create_timer(p.status_period_s, self._on_timer, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self._publish_map()
+        self._worker = threading.Thread(target=self._work, name="pram_worker", daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"localizing {p.image_topic} against {p.map_path} ({self.localizer.map.num_landmarks} landmarks, "
+            f"{self.localizer.map.num_points} points); TF {'map->' + (p.odom_frame or 'camera') if p.publish_tf else 'off'}")
+
+    # -- set-up ---------------------------------------------------------------------------
+    def _build_localizer(self) -> Localizer:
+        import torch
+
+        from pram_ros.features import ExtractorConfig, create_extractor
+        from pram_ros.mapping.mapfile import load_map
+        from pram_ros.recognition.modelfile import default_model_path, load_model
+
+        p = self.params
+        map_path = Path(p.map_path).expanduser()
+        pram_map = load_map(map_path)  # MapFileError names the path
+        extractor_settings = pram_map.extractor_config()
+        if p.feature_preset and p.feature_preset != extractor_settings.get("name"):
+            raise ValueError(f"parameter feature_preset {p.feature_preset!r}: {map_path} was built with "
+                             f"{extractor_settings.get('name')!r} features; rebuild the map to change them")
+        device = p.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        elif device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("parameter device is 'cuda' but no CUDA device is available")
+        model_path = Path(p.model_path).expanduser() if p.model_path else default_model_path(map_path)
+        model = load_model(model_path, [(str(map_path), pram_map)], device=device)
+        config = LocalizerConfig(
+            max_keypoints=p.max_keypoints, top_landmarks=p.top_landmarks, min_inliers=p.min_inliers,
+            min_inlier_ratio=p.min_inlier_ratio, min_track_inliers=p.min_track_inliers,
+            reverify_every=p.reverify_every, ransac_max_error_px=p.ransac_max_error_px, tracking=p.tracking,
+            num_threads=p.num_threads, device=device)
+        extractor = create_extractor(ExtractorConfig.from_dict({**extractor_settings, "device": device}),
+                                     num_threads=p.num_threads)
+        return Localizer(pram_map, model.recognizer, config, extractor)
+
+    def _publish_map(self) -> None:
+        pram_map = self.localizer.map
+        header = Header(frame_id=self.params.map_frame, stamp=self.get_clock().now().to_msg())
+        self.landmarks_publisher.publish(
+            convert.landmark_markers(header, pram_map.landmark_centroid, pram_map.landmark_extent))
+        colors = convert.landmark_rgb8(pram_map.point_landmark.astype(np.int64))
+        self.points_publisher.publish(convert.point_cloud_msg(header, pram_map.point_xyz, colors))
+
+    # -- callbacks (never wait on the model) ------------------------------------------------
+    def _on_image(self, msg: Image) -> None:
+        with self._lock:
+            if self._newest is not None:
+                self._counts["dropped"] += 1
+                self._counts["dropped_since_status"] += 1
+            self._newest = msg
+            self._counts["received"] += 1
+        self._wake.set()
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._camera_info = msg
+
+    def _on_relocalize(self, request, response):
+        self.localizer.request_relocalization()
+        response.success = True
+        response.message = "relocalizing on the next frame"
+        return response
+
+    def _on_initial_pose(self, msg: PoseWithCovarianceStamped) -> None:
+        p = self.params
+        if msg.header.frame_id.lstrip("/") != p.map_frame:
+            self.get_logger().warning(f"/initialpose in {msg.header.frame_id!r}, not {p.map_frame!r}: ignored")
+            return
+        map_from_base = matrix_from_pose_msg(msg.pose.pose)
+        camera_frame = self._camera_frame(self._newest)
+        try:
+            base_from_cam = self.tf_buffer.lookup(p.base_frame, camera_frame, None)
+        except TfLookupError as error:
+            self.get_logger().warning(f"/initialpose ignored: no {p.base_frame} -> {camera_frame} transform ({error})")
+            return
+        self.localizer.set_pose_hint(invert(map_from_base @ base_from_cam))
+        self.get_logger().info("tracking from the pose given on /initialpose")
+
+    # -- the worker -------------------------------------------------------------------------
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            if not self._wake.wait(timeout=0.2):
+                continue
+            with self._lock:
+                msg, self._newest = self._newest, None
+                self._wake.clear()
+            if msg is None:
+                continue
+            try:
+                self._process(msg)
+            except Exception as error:  # noqa: BLE001 - one bad frame must not stop the node
+                self._warn(f"frame skipped: {type(error).__name__}: {error}", key=type(error).__name__)
+
+    def _process(self, msg: Image) -> None:
+        stamp_ns = ns_from_time_msg(msg.header.stamp)
+        try:
+            image = convert.image_from_msg(msg)
+        except convert.ImageError as error:
+            self._warn(f"{self.params.image_topic}: {error}; frame skipped")
+            return
+        problem = self._camera_problem(image)
+        if problem:
+            self._warn(problem + "; frame skipped")
+            result = Result(stamp_ns, State.LOST, message=problem)
+        else:
+            result = self.localizer.process(image, stamp_ns)
+            if result.state == State.LOST and result.message:
+                self.get_logger().debug(f"not localized: {result.message}")
+        self._publish(msg, image, result)
+
+    def _warn(self, text: str, key: str | None = None) -> None:
+        """A warning at most every WARN_EVERY_S per kind (`key`, default the text up to its
+        first digit), so that one bad stream neither floods the log nor hides another problem."""
+        key = key or re.split(r"\d", text, maxsplit=1)[0]
+        now = time.monotonic()
+        if now - self._warned_at.get(key, -np.inf) >= WARN_EVERY_S:
+            self._warned_at[key] = now
+            self.get_logger().warning(text)
+
+    def _camera_problem(self, image: np.ndarray) -> str:
+        info = self._camera_info
+        height, width = image.shape[:2]
+        if info is None:
+            self.get_logger().warning(f"no CameraInfo on {self.params.camera_info_topic} yet: assuming the map's "
+                                      "camera", once=True)
+            return ""
+        if (info.width, info.height) != (width, height):
+            return f"CameraInfo says {info.width}x{info.height}, the image is {width}x{height}"
+        K = np.asarray(info.k, np.float64).reshape(3, 3)
+        K_map = self.localizer.K
+        if not np.allclose(K, K_map, rtol=5e-3, atol=0.5):
+            return (f"CameraInfo fx {K[0, 0]:.1f} fy {K[1, 1]:.1f} cx {K[0, 2]:.1f} cy {K[1, 2]:.1f} is not the "
+                    f"map's camera (fx {K_map[0, 0]:.1f} fy {K_map[1, 1]:.1f} cx {K_map[0, 2]:.1f} cy {K_map[1, 2]:.1f})")
+        if any(abs(float(d)) > 1e-6 for d in info.d):
+            self.get_logger().warning("CameraInfo has distortion: pram_node expects rectified images "
+                                      "(image_rect)", once=True)
+        return ""
+
+    def _camera_frame(self, msg: Image | None) -> str:
+        if self.params.camera_frame:
+            return self.params.camera_frame
+        frame = msg.header.frame_id if msg is not None else ""
+        return frame.lstrip("/") or "camera_optical_frame"
+
+    # -- outputs ----------------------------------------------------------------------------
+    def _publish(self, msg: Image, image: np.ndarray, result: Result) -> None:
+        p = self.params
+        header = Header(stamp=msg.header.stamp, frame_id=p.map_frame)
+        camera_frame = self._camera_frame(msg)
+        world_from_body, covariance, transforms = None, np.eye(6) * LOST_VARIANCE, []
+        if result.localized:
+            world_from_cam = invert(result.cam_from_world)
+            covariance = world_from_cam_covariance(result.cam_from_world, result.covariance)
+            world_from_body = world_from_cam
+            if p.odom_frame:
+                world_from_body, covariance, transforms = self._odom_outputs(msg, world_from_cam, covariance,
+                                                                             camera_frame)
+            else:
+                transforms = [transform_stamped_msg(msg.header.stamp, p.map_frame, camera_frame, world_from_cam)]
+        self.pose_publisher.publish(convert.pose_with_covariance_msg(header, world_from_body, covariance))
+        if world_from_body is not None:
+            self.pose_stamped_publisher.publish(PoseStamped(header=header, pose=pose_msg_from_matrix(world_from_body)))
+            if p.publish_tf and transforms:
+                self.tf_broadcaster.send_transform(transforms)
+        self.recognized_publisher.publish(convert.recognized_markers(
+            header, result.landmark_ids, self.localizer.map.landmark_centroid, self.localizer.map.landmark_extent))
+        if p.debug_image and self.debug_publisher.get_subscription_count() > 0:
+            caption = f"{result.state.name} {result.num_inliers} inliers {result.message}"
+            rgb = convert.debug_rgb(image, result.keypoints_uv, result.keypoint_landmarks, result.inliers_uv, caption)
+            self.debug_publisher.publish(convert.rgb8_msg(Header(stamp=msg.header.stamp, frame_id=camera_frame), rgb))
+        self._publish_status(msg, result)
+
+    def _odom_outputs(self, msg: Image, world_from_cam: np.ndarray, covariance: np.ndarray, camera_frame: str):
+        """map->odom from map->camera and odom->camera at the image stamp; the base's pose."""
+        p = self.params
+        stamp_ns = ns_from_time_msg(msg.header.stamp)
+        tolerance_ns = int(p.tf_tolerance_s * 1e9)
+        try:
+            cam_from_odom = self.tf_buffer.lookup(camera_frame, p.odom_frame, stamp_ns, tolerance_ns)
+            cam_from_base = self.tf_buffer.lookup(camera_frame, p.base_frame, stamp_ns, tolerance_ns)
+        except TfLookupError as error:
+            self._warn(f"no map->{p.odom_frame} this frame: {error}", key="odom")
+            return world_from_cam, covariance, []
+        map_from_odom = world_from_cam @ cam_from_odom
+        world_from_base = world_from_cam @ cam_from_base
+        base_covariance = attached_frame_covariance(world_from_cam, cam_from_base, covariance)
+        return world_from_base, base_covariance, [
+            transform_stamped_msg(msg.header.stamp, p.map_frame, p.odom_frame, map_from_odom)]
+
+    def _publish_status(self, msg: Image, result: Result) -> None:
+        status = LocalizationStatus(header=Header(stamp=msg.header.stamp, frame_id=self.params.map_frame))
+        status.state = STATE_TO_STATUS[result.state]
+        status.landmark_ids = [int(k) for k in result.landmark_ids if k > 0]
+        status.num_inliers = int(result.num_inliers)
+        status.inlier_ratio = float(result.inlier_ratio)
+        timings = result.timings_ms
+        status.features_ms = float(timings.get("features_ms", 0.0))
+        status.recognition_ms = float(timings.get("recognition_ms", 0.0))
+        status.registration_ms = float(timings.get("registration_ms", 0.0) + timings.get("tracking_ms", 0.0))
+        status.total_ms = float(timings.get("total_ms", 0.0))
+        now_ns = self.get_clock().now().nanoseconds
+        status.latency_ms = float((now_ns - ns_from_time_msg(msg.header.stamp)) * 1e-6)
+        with self._lock:
+            status.dropped_frames = self._counts["dropped_since_status"]
+            self._counts["dropped_since_status"] = 0
+            self._counts["processed"] += 1
+            self._counts["localized"] += int(result.localized)
+            self._last_result = result
+            self._last_latency_ms = status.latency_ms
+            self._rate_window = [t for t in self._rate_window if t > time.monotonic() - 5.0] + [time.monotonic()]
         self.status_publisher.publish(status)
+
+    def _on_timer(self) -> None:
+        with self._lock:
+            counts, result, latency = dict(self._counts), self._last_result, self._last_latency_ms
+            rate_hz = len(self._rate_window) / 5.0
+        if result is None:  # nothing processed yet: say so
+            idle = LocalizationStatus(header=Header(stamp=self.get_clock().now().to_msg(),
+                                                    frame_id=self.params.map_frame))
+            idle.state = LocalizationStatus.UNINITIALIZED
+            self.status_publisher.publish(idle)
+        state = result.state.name if result is not None else "UNINITIALIZED"
+        diagnostic = DiagnosticStatus(name="pram_node: localization", hardware_id=self.params.image_topic)
+        if result is not None and result.localized:
+            diagnostic.level, diagnostic.message = DiagnosticStatus.OK, state
+        elif counts["received"] == 0:
+            diagnostic.level, diagnostic.message = DiagnosticStatus.WARN, f"no images on {self.params.image_topic}"
+        else:
+            diagnostic.level = DiagnosticStatus.WARN
+            diagnostic.message = f"{state}: {result.message}" if result is not None else state
+        values = {**counts, "state": state, "latency_ms": f"{latency:.1f}", "rate_hz": f"{rate_hz:.1f}",
+                  "map": self.params.map_path}
+        diagnostic.values = [KeyValue(key=k, value=str(v)) for k, v in values.items() if k != "dropped_since_status"]
+        self.diagnostics_publisher.publish(
+            DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[diagnostic]))
+
+    def destroy_node(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._worker.is_alive():
+            self._worker.join(timeout=10.0)
+        super().destroy_node()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,11 +436,13 @@ def main(argv: list[str] | None = None) -> int:
     node = None
     try:
         node = PramNode()
-        rclpy.spin(node)
+        executor = MultiThreadedExecutor(num_threads=2)
+        executor.add_node(node)
+        executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except ValueError as error:
-        # A refused parameter: say why, without a traceback.
+        # A refused parameter, or a map/model that cannot be used: say why, without a traceback.
         sys.stderr.write(f"pram_node: {error}\n")
         return 2
     finally:

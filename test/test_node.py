@@ -1,0 +1,235 @@
+"""pram_node as a process over localhost DDS: a real map and model, a real bag replayed into it."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from geometry_msgs.msg import PoseWithCovarianceStamped
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+from tf2_msgs.msg import TFMessage
+from visualization_msgs.msg import MarkerArray
+
+from conftest import REPO, spin_until, stop_process, venv_executable
+from pram_ros.evaluation.bagio import BASE_FROM_CAMERA, deserialize, iter_bag_messages
+from pram_ros.evaluation.metrics import pose_errors
+from pram_ros.msg import LocalizationStatus
+from pram_ros.ros.tf import TfBuffer, matrix_from_pose_msg, matrix_from_transform_msg, ns_from_time_msg
+from pram_ros.world.io import load_image, load_tum
+
+LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def _start_node(processes, map_path, *params: str):
+    args = [venv_executable("pram_node"), "--ros-args", "--params-file", str(REPO / "config" / "pram.yaml"),
+            "-p", f"map_path:={map_path}", "-p", "image_topic:=/camera/image_raw",
+            "-p", "camera_info_topic:=/camera/camera_info", "-p", "status_period_s:=0.5"]
+    for param in params:
+        args += ["-p", param]
+    return processes.start(args)
+
+
+def _wait_ready(node, executor, process, statuses, timeout_s=90.0):
+    """The node says UNINITIALIZED on its timer once it has loaded the map and model."""
+    ok = spin_until(node, executor, lambda: statuses or process.poll() is not None, timeout_s)
+    assert ok and process.poll() is None, f"pram_node did not start: {stop_process(process)[2][-3000:]}"
+
+
+def _replay(node, executor, processes, bag, rate, timeout_s=180.0):
+    replay = processes.start([venv_executable("pram"), "replay", "--bag", str(bag), "--rate", str(rate),
+                              "--clock", "--delay", "1.0"])
+    assert spin_until(node, executor, lambda: replay.poll() is not None, timeout_s), "replay did not end"
+    code, _, err = stop_process(replay)
+    assert code == 0, err[-2000:]
+    spin_until(node, executor, lambda: False, 3.0)  # the last frames' outputs
+
+
+def _truth(world, sequence):
+    stamps_ns, world_from_cam = load_tum(world / sequence / "poses.tum")
+    return dict(zip(stamps_ns.tolist(), world_from_cam))
+
+
+def _localized(poses):
+    return [p for p in poses if p.pose.covariance[0] < 1.0]
+
+
+def test_node_localizes_a_replayed_bag(ros_node, processes, localization_world, localization_map):
+    node, executor = ros_node
+    poses, statuses, tf_messages = [], [], []
+    node.create_subscription(PoseWithCovarianceStamped, "/pram_node/pose", poses.append, 50)
+    node.create_subscription(LocalizationStatus, "/pram_node/status", statuses.append, 50)
+    node.create_subscription(TFMessage, "/tf", tf_messages.append, 100)
+    process = _start_node(processes, localization_map, "use_sim_time:=true", "image_qos:=reliable")
+    _wait_ready(node, executor, process, statuses)
+    statuses.clear()
+
+    # Slower than real time: on 2 cores every frame gets processed, so the test sees tracking.
+    _replay(node, executor, processes, localization_world / "mapping" / "bag", rate=0.25)
+    truth = _truth(localization_world, "mapping")
+    localized = _localized(poses)
+    # Every frame is either localized, LOST or counted as dropped; none waits in a queue.
+    frames = [s for s in statuses if s.state != LocalizationStatus.UNINITIALIZED]
+    dropped = sum(s.dropped_frames for s in frames)
+    assert len(frames) == len(poses) and 36 <= len(poses) + dropped <= 40, (len(poses), dropped)
+    assert len(poses) >= 12, f"{len(poses)} poses for 40 frames"
+    # About half of this short path turns on the spot, where the map holds too little to localize.
+    assert len(localized) >= 0.4 * len(poses), f"{len(localized)} of {len(poses)} localized"
+    errors = [pose_errors(matrix_from_pose_msg(p.pose.pose), truth[ns_from_time_msg(p.header.stamp)])
+              for p in localized]
+    assert all(p.header.frame_id == "map" for p in poses)
+    assert max(dt for dt, _ in errors) < 0.5 and max(dr for _, dr in errors) < 5.0, errors
+    assert np.mean([dt < 0.05 and dr < 5.0 for dt, dr in errors]) >= 0.9, errors
+    # A LOST frame carries no position information.
+    for pose in poses:
+        if pose not in localized:
+            assert pose.pose.covariance[0] >= 1e6
+
+    states = [s.state for s in statuses if s.header.stamp.sec > 0]
+    assert LocalizationStatus.RELOCALIZING in states and LocalizationStatus.TRACKING in states
+    assert states.index(LocalizationStatus.RELOCALIZING) < states.index(LocalizationStatus.TRACKING)
+    tracked = [s for s in statuses if s.state == LocalizationStatus.TRACKING]
+    assert all(s.recognition_ms == 0.0 or s.recognition_ms > 0 for s in tracked)
+    assert all(s.num_inliers >= 50 and len(s.landmark_ids) for s in tracked)
+    latencies = [s.latency_ms for s in frames]
+    assert all(0 <= latency < 60_000 for latency in latencies), latencies  # sim time: bag seconds
+
+    ours = [t for m in tf_messages for t in m.transforms if t.header.frame_id == "map"]
+    assert ours and {t.child_frame_id for t in ours} == {"camera_optical_frame"}
+    by_stamp = {ns_from_time_msg(t.header.stamp): matrix_from_transform_msg(t.transform) for t in ours}
+    for pose in localized:
+        stamp_ns = ns_from_time_msg(pose.header.stamp)
+        assert np.allclose(by_stamp[stamp_ns], matrix_from_pose_msg(pose.pose.pose), atol=1e-6)
+
+    # Latched: a subscriber that comes late still gets the map's landmarks, once.
+    markers = []
+    node.create_subscription(MarkerArray, "/pram_node/landmarks", markers.append, LATCHED)
+    assert spin_until(node, executor, lambda: markers, 15.0), "no latched ~/landmarks"
+    spin_until(node, executor, lambda: False, 1.0)
+    assert len(markers) == 1
+    ids = {m.id for m in markers[0].markers if m.ns == "landmarks"}
+    assert len(ids) >= 2 and min(ids) >= 1
+
+    code, _, err = stop_process(process)
+    assert code == 0, err[-3000:]
+    assert "Traceback" not in err
+
+
+def _bag_tf(bag) -> TfBuffer:
+    buffer = TfBuffer(cache_s=1e6)
+    for topic, msgtype, _, raw in iter_bag_messages(bag, ["/tf", "/tf_static"]):
+        for transform in deserialize(raw, msgtype).transforms:
+            buffer.add_transform_msg(transform, static=topic == "/tf_static")
+    return buffer
+
+
+def test_node_map_to_odom_matches_ground_truth(ros_node, processes, localization_world, localization_map):
+    node, executor = ros_node
+    poses, statuses, tf_messages = [], [], []
+    node.create_subscription(PoseWithCovarianceStamped, "/pram_node/pose", poses.append, 50)
+    node.create_subscription(LocalizationStatus, "/pram_node/status", statuses.append, 50)
+    node.create_subscription(TFMessage, "/tf", tf_messages.append, 200)
+    process = _start_node(processes, localization_map, "use_sim_time:=true", "odom_frame:=odom",
+                          "base_frame:=base_link")
+    _wait_ready(node, executor, process, statuses)
+    bag = localization_world / "mapping" / "bag"
+    _replay(node, executor, processes, bag, rate=0.25)
+
+    odometry = _bag_tf(bag)
+    truth = _truth(localization_world, "mapping")
+    map_to_odom = [t for m in tf_messages for t in m.transforms if t.header.frame_id == "map"]
+    assert map_to_odom and {t.child_frame_id for t in map_to_odom} == {"odom"}
+    good = 0
+    for transform in map_to_odom:
+        stamp_ns = ns_from_time_msg(transform.header.stamp)
+        map_from_base = matrix_from_transform_msg(transform.transform) @ odometry.lookup("odom", "base_link", stamp_ns)
+        true_map_from_base = truth[stamp_ns] @ np.linalg.inv(BASE_FROM_CAMERA)
+        dt, dr = pose_errors(map_from_base, true_map_from_base)
+        assert dt < 0.5 and dr < 5.0
+        good += dt < 0.05 and dr < 5.0
+    assert good >= 0.9 * len(map_to_odom)
+    # ~/pose is then base_link's pose in map.
+    for pose in _localized(poses):
+        true_map_from_base = truth[ns_from_time_msg(pose.header.stamp)] @ np.linalg.inv(BASE_FROM_CAMERA)
+        dt, _ = pose_errors(matrix_from_pose_msg(pose.pose.pose), true_map_from_base)
+        assert dt < 0.5
+
+    code, _, err = stop_process(process)
+    assert code == 0 and "Traceback" not in err, err[-3000:]
+
+
+def _image_msg(rgb: np.ndarray, stamp_ns: int, encoding="rgb8") -> Image:
+    msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding=encoding, step=rgb.shape[1] * 3)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    msg.header.frame_id = "camera_optical_frame"
+    msg.data = rgb.tobytes()
+    return msg
+
+
+def _camera_info(width, height, K) -> CameraInfo:
+    info = CameraInfo(width=width, height=height, distortion_model="plumb_bob")
+    info.k = [float(v) for v in K.reshape(-1)]
+    info.d = [0.0] * 5
+    return info
+
+
+def test_node_survives_bad_input(ros_node, processes, localization_world, localization_map):
+    from pram_ros.mapping.mapfile import load_map
+
+    node, executor = ros_node
+    statuses = []
+    node.create_subscription(LocalizationStatus, "/pram_node/status", statuses.append, 500)
+    # Reliable: best-effort delivery of 1 MB images may lose one on a busy machine, and
+    # each message here has a warning to check.
+    images = node.create_publisher(Image, "/camera/image_raw", 10)
+    infos = node.create_publisher(CameraInfo, "/camera/camera_info", 10)
+    process = _start_node(processes, localization_map, "image_qos:=reliable")
+    _wait_ready(node, executor, process, statuses)
+    spin_until(node, executor, lambda: images.get_subscription_count() > 0, 10.0)
+    rgb = load_image(sorted((localization_world / "mapping" / "images").iterdir())[10])
+    K = load_map(localization_map).K(0)
+
+    def send(msg, wait_s=1.5):
+        images.publish(msg)
+        spin_until(node, executor, lambda: False, wait_s)
+
+    send(_image_msg(rgb, 1))  # no CameraInfo yet: the map's camera is assumed
+    send(_image_msg(rgb, 2, encoding="yuv422"))
+    send(Image(encoding="rgb8"))  # zero size
+    infos.publish(_camera_info(320, 240, K))
+    spin_until(node, executor, lambda: False, 0.5)
+    send(_image_msg(rgb, 3))  # CameraInfo of another size
+    infos.publish(_camera_info(rgb.shape[1], rgb.shape[0], K))
+    spin_until(node, executor, lambda: False, 0.5)
+    statuses.clear()
+    # A flood at 100 Hz: the node drops stale frames instead of queueing them.
+    for index in range(150):
+        images.publish(_image_msg(rgb, 1_000 + index))
+        executor.spin_once(timeout_sec=0.0)
+        time.sleep(0.01)
+    spin_until(node, executor, lambda: False, 3.0)
+    assert process.poll() is None, stop_process(process)[2][-3000:]
+    frames = [s for s in statuses if s.state != LocalizationStatus.UNINITIALIZED]
+    assert 0 < len(frames) < 150
+    assert sum(s.dropped_frames for s in frames) > 0
+    assert any(s.state in (LocalizationStatus.RELOCALIZING, LocalizationStatus.TRACKING) for s in frames)
+
+    code, _, err = stop_process(process)
+    assert code == 0, err[-3000:]
+    assert "Traceback" not in err
+    assert "no CameraInfo on /camera/camera_info" in err
+    assert "encoding 'yuv422' is not supported" in err
+    assert "zero-size image" in err
+    assert "CameraInfo says 320x240, the image is 640x480" in err
+
+
+def test_node_refuses_a_missing_map(processes, tmp_path):
+    missing = tmp_path / "no_such_map.npz"
+    process = processes.start([venv_executable("pram_node"), "--ros-args", "-p", f"map_path:={missing}"])
+    try:
+        _, err = process.communicate(timeout=60)
+    except Exception:  # noqa: BLE001
+        pytest.fail("pram_node kept running without its map")
+    assert process.returncode == 2
+    assert str(missing) in err and "Traceback" not in err
