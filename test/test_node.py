@@ -6,9 +6,11 @@ import time
 
 import numpy as np
 import pytest
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseWithCovarianceStamped
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
+from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import MarkerArray
 
@@ -178,8 +180,10 @@ def test_node_survives_bad_input(ros_node, processes, localization_world, locali
     from pram_ros.mapping.mapfile import load_map
 
     node, executor = ros_node
-    statuses = []
+    statuses, debug_images, diagnostics = [], [], []
     node.create_subscription(LocalizationStatus, "/pram_node/status", statuses.append, 500)
+    node.create_subscription(Image, "/pram_node/debug_image", debug_images.append, qos_profile_sensor_data)
+    node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
     # Reliable: best-effort delivery of 1 MB images may lose one on a busy machine, and
     # each message here has a warning to check.
     images = node.create_publisher(Image, "/camera/image_raw", 10)
@@ -214,6 +218,19 @@ def test_node_survives_bad_input(ros_node, processes, localization_world, locali
     assert 0 < len(frames) < 150
     assert sum(s.dropped_frames for s in frames) > 0
     assert any(s.state in (LocalizationStatus.RELOCALIZING, LocalizationStatus.TRACKING) for s in frames)
+    assert debug_images and (debug_images[-1].width, debug_images[-1].height) == (rgb.shape[1], rgb.shape[0])
+    assert debug_images[-1].encoding == "rgb8" and len(debug_images[-1].data) == rgb.size
+    assert diagnostics and diagnostics[-1].status[0].name == "pram_node: localization"
+    assert {v.key for v in diagnostics[-1].status[0].values} >= {"state", "received", "dropped", "rate_hz"}
+
+    # ~/relocalize answers, and the next frame is relocalized, not tracked.
+    client = node.create_client(Trigger, "/pram_node/relocalize")
+    assert client.wait_for_service(timeout_sec=10.0)
+    future = client.call_async(Trigger.Request())
+    assert spin_until(node, executor, future.done, 10.0) and future.result().success
+    statuses.clear()
+    send(_image_msg(rgb, 5_000), wait_s=3.0)
+    assert [s.state for s in statuses if s.header.stamp.nanosec == 5_000] == [LocalizationStatus.RELOCALIZING]
 
     code, _, err = stop_process(process)
     assert code == 0, err[-3000:]
