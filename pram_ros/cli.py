@@ -241,7 +241,10 @@ def _retrieval_database(map_path: str, pram_map, args: argparse.Namespace):
     if path.exists() and not args.rebuild_retrieval:
         return load_retrieval_database(path, pram_map)
     logger.info("building the retrieval database %s (the full reconstruction of the map's images; once)", path)
-    database = build_retrieval_database(pram_map, args.map_images, num_threads=args.threads)
+    try:
+        database = build_retrieval_database(pram_map, args.map_images, num_threads=args.threads)
+    except FileNotFoundError as error:  # the map's images moved: say which option gives them here
+        raise FileNotFoundError(f"{error} (here: --map-images DIR, to build the retrieval database)") from None
     size = save_retrieval_database(database, path)
     logger.info("wrote %s (%.1f MB)", path, size / 1e6)
     return database
