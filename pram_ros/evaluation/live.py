@@ -81,8 +81,11 @@ def run_live(config: LiveConfig) -> dict:
 
     truth = _ground_truth(config.bag, config.ground_truth_topic)
     params_file = config.params_file or Path(__file__).resolve().parents[2] / "config" / "pram.yaml"
+    # Reliable images: on a loaded machine best-effort delivery of 1 MB messages loses many
+    # in transport, which would hide what the node itself keeps up with (its drops are counted).
     params = {"map_path": str(config.map_path), "image_topic": config.image_topic,
-              "camera_info_topic": config.camera_info_topic, "use_sim_time": "true", **config.node_params}
+              "camera_info_topic": config.camera_info_topic, "use_sim_time": "true", "image_qos": "reliable",
+              **config.node_params}
     node_cmd = [_executable("pram_node"), "--ros-args"]
     if params_file.exists():
         node_cmd += ["--params-file", str(params_file)]

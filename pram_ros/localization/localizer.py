@@ -8,9 +8,10 @@ the landmarks used, the inliers, and milliseconds per stage.
 Relocalization: features -> recognition -> the most-voted landmarks -> mutual-NN matching
 of the keypoints labelled with them against those landmarks' points, pooled into one PnP
 RANSAC (pycolmap) with refinement -> the acceptance gate.
-Tracking: the previous pose (constant velocity when two are known) projects the points of
-the landmarks in view; each is matched to the best keypoint within a few pixels; PnP and
-the same gate. Recognition is skipped, except every `reverify_every` frames, when the
+Tracking: the previous pose (constant velocity when two are known) predicts which map
+points are in view; the keypoints are matched to those by descriptor (mutual NN, ratio
+and look-alike tests), and only if that fails the gate is each projected point matched to
+the best keypoint within a few pixels of it; PnP and the same gate. Recognition is skipped, except every `reverify_every` frames, when the
 tracked landmarks must be among the most-voted ones. A frame whose tracking fails the gate
 is relocalized at once.
 
@@ -65,6 +66,10 @@ class LocalizerConfig:
     track_ratio: float = 0.9
     track_ransac_max_error_px: float = 4.0
     min_track_inliers: int = 50
+    # "hybrid": descriptor matching against the points the predicted pose sees, then (if that
+    # fails the gate) guided matching near their projections. Guided matching alone is biased
+    # by the prediction: after skipped frames, on repeated textures, it confirms a drifted pose.
+    track_matching: str = "hybrid"
     reverify_every: int = 10  # tracked frames between recognition checks; 0 never checks
     # Repeated textures: a match must beat, by match_ratio, the map point elsewhere (at least
     # this far away) whose descriptor is most like its own, even outside the chosen landmarks.
@@ -309,12 +314,27 @@ class Localizer:
     def _track(self, features: Features, stamp_ns: int, timings: dict) -> Result | None:
         tick = time.perf_counter()
         predicted = self._predicted_pose()
-        points, uv = self._points_in_view(predicted)
-        matches = self._guided_matches(features, points, uv)
-        registration = self._register(features.keypoints[matches[:, 0]], points[matches[:, 1]],
-                                      self.config.track_ransac_max_error_px)
+        result = None
+        modes = {"descriptor": ("descriptor",), "guided": ("guided",), "hybrid": ("descriptor", "guided")}
+        for mode in modes[self.config.track_matching]:
+            if mode == "descriptor":
+                # Unbiased by the prediction: the points it sees, matched by descriptor alone.
+                uv, depth = project_points(self.points_xyz, predicted, self.K)
+                points = np.flatnonzero(in_view(uv, depth, self.width, self.height,
+                                                slack_px=0.25 * max(self.width, self.height)))
+                keypoints = np.arange(min(len(features), self.config.max_keypoints))
+                matches = match_mutual_nn(features.descriptors[keypoints], self.points_descriptor[points],
+                                          ratio=self.config.match_ratio)
+                matches = self._distinct(features.descriptors[keypoints], points, matches)
+            else:
+                points, uv = self._points_in_view(predicted)
+                matches = self._guided_matches(features, points, uv)
+            registration = self._register(features.keypoints[matches[:, 0]], points[matches[:, 1]],
+                                          self.config.track_ransac_max_error_px)
+            result = self._gate(registration, stamp_ns, State.TRACKED, self.config.min_track_inliers)
+            if result.localized:
+                break
         timings["tracking_ms"] = _ms(tick)
-        result = self._gate(registration, stamp_ns, State.TRACKED, self.config.min_track_inliers)
         if not result.localized:
             logger.debug("tracking lost (%s): relocalizing", result.message)
             return None
