@@ -95,7 +95,9 @@ def test_node_localizes_a_replayed_bag(ros_node, processes, localization_world, 
     assert all(s.recognition_ms == 0.0 or s.recognition_ms > 0 for s in tracked)
     assert all(s.num_inliers >= 50 and len(s.landmark_ids) for s in tracked)
     latencies = [s.latency_ms for s in frames]
-    assert all(0 <= latency < 60_000 for latency in latencies), latencies  # sim time: bag seconds
+    # By the bag's /clock, which reaches the node on its own topic: a frame can be published
+    # a tick before the clock message of its own stamp arrives.
+    assert all(-500 < latency < 60_000 for latency in latencies) and np.median(latencies) > 0, latencies
 
     ours = [t for m in tf_messages for t in m.transforms if t.header.frame_id == "map"]
     assert ours and {t.child_frame_id for t in ours} == {"camera_optical_frame"}

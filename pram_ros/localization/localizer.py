@@ -152,10 +152,13 @@ class Localizer:
             raise ValueError(f"the recognizer knows {recognizer.num_landmarks} landmarks, the map has "
                              f"{pram_map.num_landmarks}: load the model trained on this map")
         self._init_camera(pram_map, extractor)
-        self.points_xyz = pram_map.point_xyz.astype(np.float64)
-        self.points_descriptor = pram_map.point_descriptor.astype(np.float32)
-        self.landmark_points = [pram_map.landmark_points(k) for k in range(pram_map.num_landmarks + 1)]
-        self.points_twin = descriptor_twins(self.points_descriptor, self.points_xyz, self.config.twin_min_distance_m)
+        # The map's own arrays, not float32/float64 copies: the resident map stays small, and
+        # only the points a frame matches against are widened (_descriptors).
+        self.points_xyz = pram_map.point_xyz
+        self.points_descriptor = pram_map.point_descriptor
+        self.landmark_points = [pram_map.landmark_points(k).astype(np.int32) for k in range(pram_map.num_landmarks + 1)]
+        self.points_twin = descriptor_twins(self.points_descriptor, self.points_xyz,
+                                            self.config.twin_min_distance_m).astype(np.int32)
         self.reset()
 
     def _init_camera(self, pram_map: PramMap, extractor: FeatureExtractor | None) -> None:
@@ -168,10 +171,14 @@ class Localizer:
         # Keypoints and intrinsics share OpenCV's pixel convention, so no half-pixel shift is needed.
         self.camera = pycolmap.Camera(model="PINHOLE", width=self.width, height=self.height, params=[fx, fy, cx, cy])
 
+    def _descriptors(self, points: np.ndarray) -> np.ndarray:
+        """float32 descriptors of these map points (stored as float16)."""
+        return self.points_descriptor[points].astype(np.float32)
+
     def memory_bytes(self) -> dict[str, int]:
         """Bytes held in memory for the map, by part (the extractor, the same for every
         method, is left out)."""
-        working = (self.points_xyz, self.points_descriptor, self.points_twin, *self.landmark_points)
+        working = (self.points_twin, *self.landmark_points)  # points_xyz/descriptor are the map's
         parts = {"map": self.map.nbytes(), "working_copies": sum(int(a.nbytes) for a in working)}
         if self.config.registration == "landmarks":
             parts["recognizer"] = sum(p.numel() * p.element_size()
@@ -277,7 +284,7 @@ class Localizer:
                 # views the map barely covers): let descriptors decide, the gate guards the pose.
                 candidates = used
             points = np.concatenate([self.landmark_points[k] for k in ranked])
-        matches = match_mutual_nn(features.descriptors[candidates], self.points_descriptor[points],
+        matches = match_mutual_nn(features.descriptors[candidates], self._descriptors(points),
                                   ratio=self.config.match_ratio)
         matches = self._distinct(features.descriptors[candidates], points, matches)
         registration = self._register(features.keypoints[candidates[matches[:, 0]]], points[matches[:, 1]],
@@ -292,11 +299,11 @@ class Localizer:
             return matches
         query = descriptors[matches[:, 0]]
         matched = points[matches[:, 1]]
-        best = np.linalg.norm(query - self.points_descriptor[matched], axis=1)
+        best = np.linalg.norm(query - self._descriptors(matched), axis=1)
         twin = self.points_twin[matched]
         has_twin = twin >= 0
         twin_distance = np.full(len(matches), np.inf)
-        twin_distance[has_twin] = np.linalg.norm(query[has_twin] - self.points_descriptor[twin[has_twin]], axis=1)
+        twin_distance[has_twin] = np.linalg.norm(query[has_twin] - self._descriptors(twin[has_twin]), axis=1)
         return matches[best < self.config.match_ratio * twin_distance]
 
     def _ranked_landmarks(self, recognition: Recognition) -> np.ndarray:
@@ -323,7 +330,7 @@ class Localizer:
                 points = np.flatnonzero(in_view(uv, depth, self.width, self.height,
                                                 slack_px=0.25 * max(self.width, self.height)))
                 keypoints = np.arange(min(len(features), self.config.max_keypoints))
-                matches = match_mutual_nn(features.descriptors[keypoints], self.points_descriptor[points],
+                matches = match_mutual_nn(features.descriptors[keypoints], self._descriptors(points),
                                           ratio=self.config.match_ratio)
                 matches = self._distinct(features.descriptors[keypoints], points, matches)
             else:
@@ -378,7 +385,7 @@ class Localizer:
                                                            distance_upper_bound=self.config.track_radius_px)
         valid = np.isfinite(distance)
         index = np.where(valid, index, 0)
-        similarity = np.einsum("pkd,pd->pk", features.descriptors[index], self.points_descriptor[points])
+        similarity = np.einsum("pkd,pd->pk", features.descriptors[index], self._descriptors(points))
         descriptor_distance = np.sqrt(np.maximum(2.0 - 2.0 * similarity, 0.0))
         descriptor_distance[~valid] = np.inf
         order = np.argsort(descriptor_distance, axis=1)
