@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -18,7 +19,15 @@ from conftest import REPO, spin_until, stop_process, venv_executable
 from pram_ros.evaluation.bagio import BASE_FROM_CAMERA, deserialize, iter_bag_messages
 from pram_ros.evaluation.metrics import pose_errors
 from pram_ros.msg import LocalizationStatus
-from pram_ros.ros.tf import TfBuffer, matrix_from_pose_msg, matrix_from_transform_msg, ns_from_time_msg
+from pram_ros.ros.tf import (
+    StaticTfBroadcaster,
+    TfBuffer,
+    matrix_from_pose_msg,
+    matrix_from_transform_msg,
+    ns_from_time_msg,
+    pose_msg_from_matrix,
+    transform_stamped_msg,
+)
 from pram_ros.world.io import load_image, load_tum
 
 LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
@@ -194,6 +203,7 @@ def test_node_survives_bad_input(ros_node, processes, localization_world, locali
     _wait_ready(node, executor, process, statuses)
     spin_until(node, executor, lambda: images.get_subscription_count() > 0, 10.0)
     rgb = load_image(sorted((localization_world / "mapping" / "images").iterdir())[10])
+    truth_world_from_cam = load_tum(localization_world / "mapping" / "poses.tum")[1][10]
     K = load_map(localization_map).K(0)
 
     def send(msg, wait_s=1.5):
@@ -233,6 +243,21 @@ def test_node_survives_bad_input(ros_node, processes, localization_world, locali
     statuses.clear()
     send(_image_msg(rgb, 5_000), wait_s=3.0)
     assert [s.state for s in statuses if s.header.stamp.nanosec == 5_000] == [LocalizationStatus.RELOCALIZING]
+
+    # /initialpose (base_link in map, as RViz sends it) is where tracking starts after a loss.
+    StaticTfBroadcaster(node).send_transform(
+        transform_stamped_msg(Time(), "base_link", "camera_optical_frame", BASE_FROM_CAMERA))
+    send(_image_msg(np.zeros_like(rgb), 6_000))  # black: LOST, the track is forgotten
+    hint = PoseWithCovarianceStamped()
+    hint.header.frame_id = "map"
+    hint.pose.pose = pose_msg_from_matrix(truth_world_from_cam @ np.linalg.inv(BASE_FROM_CAMERA))
+    hints = node.create_publisher(PoseWithCovarianceStamped, "/initialpose", 10)
+    spin_until(node, executor, lambda: hints.get_subscription_count() > 0, 10.0)
+    hints.publish(hint)
+    spin_until(node, executor, lambda: False, 1.0)
+    statuses.clear()
+    send(_image_msg(rgb, 7_000), wait_s=3.0)
+    assert [s.state for s in statuses if s.header.stamp.nanosec == 7_000] == [LocalizationStatus.TRACKING]
 
     code, _, err = stop_process(process)
     assert code == 0, err[-3000:]
