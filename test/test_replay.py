@@ -7,26 +7,12 @@ import time
 import numpy as np
 import pytest
 import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from conftest import spin_until, stop_process, venv_executable
 from pram_ros.evaluation.bagio import BagTopics, deserialize, iter_bag_messages
 
 TOPICS = BagTopics()
-
-
-@pytest.fixture()
-def ros_node():
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node("pram_replay_test", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    yield node, executor
-    executor.shutdown()
-    node.destroy_node()
-    rclpy.shutdown(context=context)
 
 
 def _stamp_ns(header) -> int:

@@ -306,6 +306,8 @@ def decode_image(message) -> np.ndarray:
     channels, dtype = IMAGE_ENCODINGS[encoding]
     dtype = np.dtype(dtype).newbyteorder(">" if message.is_bigendian else "<")
     height, width, step = int(message.height), int(message.width), int(message.step)
+    if width == 0 or height == 0:
+        raise ValueError(f"zero-size image ({width}x{height})")
     row_bytes = width * channels * dtype.itemsize
     data = np.frombuffer(bytes(message.data) if not isinstance(message.data, np.ndarray) else message.data,
                          dtype=np.uint8)

@@ -1,7 +1,8 @@
-"""ROS messages <-> numpy, for the node (cv_bridge and sensor_msgs_py are not installable here).
+"""numpy -> ROS messages, for the node (cv_bridge and sensor_msgs_py are not installable here).
 
-Images: mono8, mono16, rgb8, bgr8, rgba8, bgra8 in; rgb8 out. Point clouds: xyz + packed rgb.
-Markers: the map's landmarks as boxes with labels, colored by id.
+Images in are decoded by `evaluation.bagio.decode_image` (the same for bags and live
+messages); rgb8 out. Point clouds: xyz + packed rgb. Markers: the map's landmarks as boxes
+with labels, colored by id.
 """
 
 from __future__ import annotations
@@ -16,51 +17,6 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from pram_ros.ros.tf import pose_msg_from_matrix
-
-# encoding -> (channels, numpy dtype of one channel)
-ENCODINGS = {
-    "mono8": (1, np.uint8),
-    "mono16": (1, np.uint16),
-    "rgb8": (3, np.uint8),
-    "bgr8": (3, np.uint8),
-    "rgba8": (4, np.uint8),
-    "bgra8": (4, np.uint8),
-}
-
-
-class ImageError(ValueError):
-    """An image message the node cannot use; the message says why."""
-
-
-def image_from_msg(msg: Image) -> np.ndarray:
-    """sensor_msgs/Image -> RGB uint8 [H x W x 3], mono8 [H x W] or mono16 [H x W] (native order)."""
-    encoding = msg.encoding.lower()
-    if encoding not in ENCODINGS:
-        raise ImageError(f"encoding {msg.encoding!r} is not supported (use one of {', '.join(ENCODINGS)})")
-    channels, dtype = ENCODINGS[encoding]
-    width, height = int(msg.width), int(msg.height)
-    if width == 0 or height == 0:
-        raise ImageError(f"zero-size image ({width}x{height})")
-    row_bytes = width * channels * np.dtype(dtype).itemsize
-    step = int(msg.step)
-    if step < row_bytes or len(msg.data) < step * height:
-        raise ImageError(f"{encoding} {width}x{height}: step {step} and {len(msg.data)} data bytes do not "
-                         f"hold the image ({row_bytes} bytes per row)")
-    raw = np.frombuffer(msg.data, np.uint8, count=step * height).reshape(height, step)[:, :row_bytes]
-    if dtype == np.uint16:
-        order = ">" if msg.is_bigendian else "<"
-        pixels = np.ascontiguousarray(raw).view(np.dtype(order + "u2")).astype(np.uint16)
-    else:
-        pixels = raw
-    pixels = pixels.reshape(height, width, channels)
-    if encoding in ("mono8", "mono16"):
-        return np.ascontiguousarray(pixels[:, :, 0])
-    if encoding == "rgb8":
-        return np.ascontiguousarray(pixels)
-    if encoding == "rgba8":
-        return np.ascontiguousarray(pixels[:, :, :3])
-    return np.ascontiguousarray(pixels[:, :, 2::-1])  # bgr8, bgra8
-
 
 def rgb8_msg(header: Header, rgb: np.ndarray) -> Image:
     msg = Image(header=header, height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8", is_bigendian=0,

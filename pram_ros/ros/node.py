@@ -33,6 +33,7 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
+from pram_ros.evaluation.bagio import decode_image
 from pram_ros.geometry import attached_frame_covariance, invert, world_from_cam_covariance
 from pram_ros.localization.localizer import LOST_VARIANCE, Localizer, LocalizerConfig, Result, State
 from pram_ros.msg import LocalizationStatus
@@ -283,8 +284,8 @@ class PramNode(Node):
     def _process(self, msg: Image) -> None:
         stamp_ns = ns_from_time_msg(msg.header.stamp)
         try:
-            image = convert.image_from_msg(msg)
-        except convert.ImageError as error:
+            image = decode_image(msg)
+        except ValueError as error:
             self._warn(f"{self.params.image_topic}: {error}; frame skipped")
             return
         problem = self._camera_problem(image)
