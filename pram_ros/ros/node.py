@@ -361,21 +361,26 @@ class PramNode(Node):
         self._publish_status(msg, result)
 
     def _odom_outputs(self, msg: Image, world_from_cam: np.ndarray, covariance: np.ndarray, camera_frame: str):
-        """map->odom from map->camera and odom->camera at the image stamp; the base's pose."""
+        """The base's pose (its covariance through the lever arm) and map->odom, from
+        map->camera and odom->camera at the image stamp. -> (world_from_base or None, its
+        covariance, transforms); None when the base's mount is unknown: ~/pose says LOST
+        rather than give the camera's pose as the base's."""
         p = self.params
-        stamp_ns = ns_from_time_msg(msg.header.stamp)
-        tolerance_ns = int(p.tf_tolerance_s * 1e9)
         try:
-            cam_from_odom = self.tf_buffer.lookup(camera_frame, p.odom_frame, stamp_ns, tolerance_ns)
-            cam_from_base = self.tf_buffer.lookup(camera_frame, p.base_frame, stamp_ns, tolerance_ns)
+            cam_from_base = self.tf_buffer.lookup(camera_frame, p.base_frame, None)
         except TfLookupError as error:
-            self._warn(f"no map->{p.odom_frame} this frame: {error}", key="odom")
-            return world_from_cam, covariance, []
-        map_from_odom = world_from_cam @ cam_from_odom
+            self._warn(f"no {p.base_frame} -> {camera_frame} transform, so no base pose: {error}", key="base")
+            return None, np.eye(6) * LOST_VARIANCE, []
         world_from_base = world_from_cam @ cam_from_base
         base_covariance = attached_frame_covariance(world_from_cam, cam_from_base, covariance)
+        try:
+            cam_from_odom = self.tf_buffer.lookup(camera_frame, p.odom_frame, ns_from_time_msg(msg.header.stamp),
+                                                  int(p.tf_tolerance_s * 1e9))
+        except TfLookupError as error:
+            self._warn(f"no map->{p.odom_frame} this frame: {error}", key="odom")
+            return world_from_base, base_covariance, []
         return world_from_base, base_covariance, [
-            transform_stamped_msg(msg.header.stamp, p.map_frame, p.odom_frame, map_from_odom)]
+            transform_stamped_msg(msg.header.stamp, p.map_frame, p.odom_frame, world_from_cam @ cam_from_odom)]
 
     def _publish_status(self, msg: Image, result: Result) -> None:
         status = LocalizationStatus(header=Header(stamp=msg.header.stamp, frame_id=self.params.map_frame))
