@@ -156,6 +156,7 @@ class PramNode(Node):
         self._camera_info: CameraInfo | None = None
         self._lock = threading.Lock()
         self._newest: Image | None = None
+        self._pending_hint: np.ndarray | None = None  # cam_from_world from /initialpose
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._counts = {"received": 0, "processed": 0, "dropped": 0, "dropped_since_status": 0, "localized": 0}
@@ -263,7 +264,8 @@ class PramNode(Node):
         except TfLookupError as error:
             self.get_logger().warning(f"/initialpose ignored: no {p.base_frame} -> {camera_frame} transform ({error})")
             return
-        self.localizer.set_pose_hint(invert(map_from_base @ base_from_cam))
+        with self._lock:  # applied by the worker between frames, never during one
+            self._pending_hint = invert(map_from_base @ base_from_cam)
         self.get_logger().info("tracking from the pose given on /initialpose")
 
     # -- the worker -------------------------------------------------------------------------
@@ -273,7 +275,10 @@ class PramNode(Node):
                 continue
             with self._lock:
                 msg, self._newest = self._newest, None
+                hint, self._pending_hint = self._pending_hint, None
                 self._wake.clear()
+            if hint is not None:
+                self.localizer.set_pose_hint(hint)
             if msg is None:
                 continue
             try:
