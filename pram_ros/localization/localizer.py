@@ -28,12 +28,14 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 import pycolmap
 import torch
 from scipy.spatial import cKDTree
 
 from pram_ros.features import ExtractorConfig, FeatureExtractor, Features, create_extractor, match_mutual_nn
+from pram_ros.features.base import to_gray8
 from pram_ros.geometry import in_view, project_points
 from pram_ros.mapping.mapfile import PramMap
 from pram_ros.recognition.model import Recognition, Recognizer
@@ -70,6 +72,9 @@ class LocalizerConfig:
     # fails the gate) guided matching near their projections. Guided matching alone is biased
     # by the prediction: after skipped frames, on repeated textures, it confirms a drifted pose.
     track_matching: str = "hybrid"
+    # Frames in a row tracked by optical flow (KLT) of the last inliers, skipping feature
+    # extraction, before a full frame re-anchors; 0 = off.
+    klt_frames: int = 4
     reverify_every: int = 10  # tracked frames between recognition checks; 0 never checks
     # Repeated textures: a match must beat, by match_ratio, the map point elsewhere (at least
     # this far away) whose descriptor is most like its own, even outside the chosen landmarks.
@@ -192,6 +197,10 @@ class Localizer:
         self._frames_since_check = 0
         self._force_relocalize = False
         self._frame_recognition: Recognition | None = None
+        self._klt_gray: np.ndarray | None = None  # the last accepted frame, for optical flow
+        self._klt_frames = 0
+        self._inliers_uv = np.zeros((0, 2), np.float32)  # the last accepted frame's PnP inliers
+        self._inlier_points = np.zeros(0, np.int64)
 
     def request_relocalization(self) -> None:
         self._force_relocalize = True
@@ -210,6 +219,12 @@ class Localizer:
         problem = self._check_image(image)
         if problem:
             return self._lost(stamp_ns, problem, timings, start)
+        gray = self._gray(image) if self.config.klt_frames > 0 else None
+        if gray is not None and self._klt_ready():
+            result = self._track_klt(gray, stamp_ns, timings)
+            if result is not None:
+                result.timings_ms = {**timings, "total_ms": _ms(start)}
+                return result
         tick = time.perf_counter()
         try:
             features = self.extractor.extract(image)
@@ -232,6 +247,42 @@ class Localizer:
         result.timings_ms = {**timings, "total_ms": _ms(start)}
         if not result.localized:
             self.reset()
+        elif gray is not None:
+            self._klt_gray, self._klt_frames = gray, 0
+        return result
+
+    @staticmethod
+    def _gray(image: np.ndarray) -> np.ndarray | None:
+        try:
+            return to_gray8(image)
+        except ValueError:  # the extractor path reports what is wrong with the image
+            return None
+
+    def _klt_ready(self) -> bool:
+        return (self.config.tracking and not self._force_relocalize and self._klt_gray is not None
+                and self._klt_frames < self.config.klt_frames and len(self._inlier_points) >= self.config.min_track_inliers)
+
+    def _track_klt(self, gray: np.ndarray, stamp_ns: int, timings: dict) -> Result | None:
+        """The last frame's inliers followed by pyramidal optical flow (forward and back, so
+        that a point that slid off its corner is dropped), then PnP against their map points."""
+        tick = time.perf_counter()
+        previous_uv = self._inliers_uv.astype(np.float32).reshape(-1, 1, 2)
+        window = dict(winSize=(21, 21), maxLevel=3, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
+        uv, found, _ = cv2.calcOpticalFlowPyrLK(self._klt_gray, gray, previous_uv, None, **window)
+        back, found_back, _ = cv2.calcOpticalFlowPyrLK(gray, self._klt_gray, uv, None, **window)
+        uv, back = uv.reshape(-1, 2), back.reshape(-1, 2)
+        keep = (found.ravel() == 1) & (found_back.ravel() == 1) & \
+            (np.linalg.norm(back - previous_uv.reshape(-1, 2), axis=1) < 1.0) & \
+            (uv[:, 0] >= 0) & (uv[:, 0] <= self.width - 1) & (uv[:, 1] >= 0) & (uv[:, 1] <= self.height - 1)
+        registration = self._register(uv[keep], self._inlier_points[keep], self.config.track_ransac_max_error_px)
+        timings["tracking_ms"] = _ms(tick)
+        result = self._gate(registration, stamp_ns, State.TRACKED, self.config.min_track_inliers)
+        if not result.localized:
+            return None  # the full pipeline takes this frame
+        self._klt_gray, self._klt_frames = gray, self._klt_frames + 1
+        self._frames_since_check += 1
+        result.keypoints_uv = uv[keep]
+        result.keypoint_landmarks = np.full(int(keep.sum()), -1, np.int64)
         return result
 
     def _keypoint_landmarks(self, count: int) -> np.ndarray:
@@ -443,6 +494,7 @@ class Localizer:
             self._frames_since_check = 0
         self._tracked_landmarks = used
         self._poses = (self._poses + [registration.cam_from_world])[-2:]
+        self._inliers_uv, self._inlier_points = registration.inliers_uv, registration.inlier_points
         return Result(stamp_ns, state, registration.cam_from_world, registration.covariance, used,
                       registration.num_inliers, registration.num_candidates, inliers_uv=registration.inliers_uv)
 
