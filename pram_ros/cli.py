@@ -11,6 +11,7 @@ Subcommands exist only for stages that are built:
   pram bench                    every localization method (pram, pram-reloc, exhaustive, retrieval)
                                 on the same query sequences: accuracy, latency per stage, map bytes
   pram bench --stage recognition  recognizer latency and accuracy: float32, bfloat16, int8
+  pram bench --scale --rooms 1 2 4  each method's latency, recall and memory against map size
   pram replay --bag BAG          publish a rosbag2 over DDS (stands in for `ros2 bag play`)
   pram record --topics T.. --out BAG  write topics from DDS to a rosbag2 (for `ros2 bag record`)
 """
@@ -291,6 +292,8 @@ def _eval_recognition(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.scale:
+        return _bench_scale(args)
     if args.stage == "localization":
         return _bench_localization(args)
     return _bench_recognition(args)
@@ -325,6 +328,19 @@ def _bench_localization(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         (out / "bench.json").write_text(json.dumps(bench, indent=2) + "\n")
         print(f"wrote {out / 'bench.json'}")
+    return 0
+
+
+def _bench_scale(args: argparse.Namespace) -> int:
+    from pram_ros.evaluation.scale import SCALE_METHODS, ScaleConfig, format_scale_table, run_scale
+
+    out = Path(args.out or "demo/scale")
+    config = ScaleConfig(rooms=tuple(args.rooms), frames_per_room=args.frames_per_room, train_minutes=args.minutes,
+                         train_variants=not args.no_train_variants,
+                         frames_per_world=args.frames_per_world, sequence=(args.sequence or ["query_offpath"])[0],
+                         methods=tuple(args.method) if args.method else SCALE_METHODS, threads=args.threads)
+    print(format_scale_table(run_scale(out, config)))
+    print(f"wrote {out / 'scale.json'}, scale_latency.png, scale_recall.png, scale_memory.png")
     return 0
 
 
@@ -467,7 +483,23 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--gt", help="recognition: TUM file of world_from_camera poses (default: IMAGES/../poses.tum)")
     bench.add_argument("--threads", type=_positive_int, default=2, help="CPU threads (default 2)")
     bench.add_argument("--step", type=_positive_int, default=1, help="recognition: use every STEP-th image")
-    bench.add_argument("--out", help="localization: folder for bench.json; recognition: a JSON file for the rows")
+    bench.add_argument("--out", help="localization: folder for bench.json; recognition: a JSON file for the rows; "
+                                     "--scale: folder for worlds, maps, scale.json and plots (default demo/scale)")
+    scale = bench.add_argument_group("--scale: each method's cost against map size, over worlds of growing size")
+    scale.add_argument("--scale", action="store_true",
+                       help="render worlds of --rooms rooms, build each one's map, recognizer (time-boxed) and "
+                            "retrieval database (reused when present), then bench each world in its own process")
+    scale.add_argument("--rooms", type=_positive_int, nargs="+", default=[1, 2, 4], help="room counts (default 1 2 4)")
+    scale.add_argument("--frames-per-room", type=_positive_int, default=100,
+                       help="mapping frames per room (default 100)")
+    scale.add_argument("--minutes", type=float, default=2.0,
+                       help="recognizer training budget per world, in minutes (default 2)")
+    scale.add_argument("--no-train-variants", action="store_true",
+                       help="train each recognizer on the database images alone, without their lighting and zoom "
+                            "variants (a third of the preparation time)")
+    scale.add_argument("--frames-per-world", type=_positive_int, default=40,
+                       help="query frames per world, evenly spaced over the --sequence (default 40; "
+                            "default sequence query_offpath)")
     _add_retrieval_arguments(bench)
     bench.set_defaults(run=_cmd_bench)
     return parser

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from itertools import islice
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ from pram_ros.localization.retrieval import RetrievalDatabase, RetrievalLocalize
 from pram_ros.mapping.build import ImageSet, images_from_folder
 from pram_ros.mapping.mapfile import PramMap
 from pram_ros.recognition.model import Recognizer
+from pram_ros.world.io import load_image
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +62,9 @@ class QuerySequence:
     stamps_ns: np.ndarray
 
 
-def query_sequences(world: Path, names: list[str] | None = None) -> list[QuerySequence]:
-    """The sequences of a demo world (`query_*` unless `names`), each with images/ and poses.tum."""
+def query_sequences(world: Path, names: list[str] | None = None, max_frames: int | None = None) -> list[QuerySequence]:
+    """The sequences of a demo world (`query_*` unless `names`), each with images/ and poses.tum;
+    with `max_frames`, at most that many frames of each, evenly spaced."""
     world = Path(world)
     if not world.is_dir():
         raise FileNotFoundError(f"{world}: no such world folder (make demo, or pram world --out DIR)")
@@ -75,8 +77,26 @@ def query_sequences(world: Path, names: list[str] | None = None) -> list[QuerySe
         if not (folder / "images").is_dir() or not (folder / "poses.tum").is_file():
             raise FileNotFoundError(f"{folder}: expected images/ and poses.tum")
         images = images_from_folder(folder / "images", None, folder / "poses.tum")
-        sequences.append(QuerySequence(name, images, ground_truth_stamps(folder / "poses.tum", len(images.names))))
+        sequence = QuerySequence(name, images, ground_truth_stamps(folder / "poses.tum", len(images.names)))
+        sequences.append(evenly_spaced(sequence, max_frames) if max_frames else sequence)
     return sequences
+
+
+def evenly_spaced(sequence: QuerySequence, count: int) -> QuerySequence:
+    """At most `count` frames of a folder sequence, evenly spaced from its first to its last."""
+    total = len(sequence.images.names)
+    if count >= total:
+        return sequence
+    keep = np.unique(np.linspace(0, total - 1, count).round().astype(int))
+    folder = Path(sequence.images.source["images"])
+    names = [sequence.images.names[i] for i in keep]
+
+    def frames():
+        for index, name in enumerate(names):
+            yield index, load_image(folder / name)
+
+    images = replace(sequence.images, names=names, frames=frames, world_from_cam=sequence.images.world_from_cam[keep])
+    return QuerySequence(sequence.name, images, sequence.stamps_ns[keep])
 
 
 @dataclass
@@ -89,6 +109,37 @@ class BenchConfig:
 
 def _public(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k != "wrong_frames"}
+
+
+def run_method(method: str, localizer: Localizer, sequences: list[QuerySequence], warmup_frames: int = 1,
+               progress: tqdm | None = None) -> dict:
+    """One method over every sequence -> its bench.json entry: metrics pooled and per
+    sequence, the frames' states and the bytes the localizer holds for its map."""
+    for _, rgb in islice(sequences[0].images.frames(), warmup_frames):
+        localizer.process(rgb, 0)
+    truth, estimates, timings, per_sequence = [], [], [], {}
+    states = {"RELOCALIZED": 0, "TRACKED": 0, "LOST": 0}
+    for sequence in sequences:
+        if progress is not None:
+            progress.set_postfix_str(f"{method} {sequence.name}")
+        localizer.reset()
+        run = run_sequence(localizer, sequence.images, sequence.stamps_ns)
+        frame_timings = [r.timings_ms for r in run.results]
+        per_sequence[sequence.name] = _public(sequence_metrics(run.true_world_from_cam, run.estimates(),
+                                                               frame_timings))
+        truth.extend(run.true_world_from_cam)
+        estimates.extend(run.estimates())
+        timings.extend(frame_timings)
+        for result in run.results:
+            states[result.state.name] += 1
+        if progress is not None:
+            progress.update()
+    memory = localizer.memory_bytes()
+    entry = {**_public(sequence_metrics(truth, estimates, timings)), "states": states,
+             "map_bytes": int(sum(memory.values())), "memory_bytes": memory, "per_sequence": per_sequence}
+    logger.info("%s: recall 5 cm/5 deg %.3f, total p50 %.1f ms", method, entry["recall_5cm_5deg"],
+                entry["latency_ms"]["total_ms"]["p50"])
+    return entry
 
 
 def run_bench(pram_map: PramMap, recognizer: Recognizer, database: RetrievalDatabase | None,
@@ -105,29 +156,7 @@ def run_bench(pram_map: PramMap, recognizer: Recognizer, database: RetrievalData
     progress = tqdm(total=len(config.methods) * len(sequences), desc="bench", unit="sequence")
     for method in config.methods:
         localizer = create_localizer(method, pram_map, recognizer, database, config.threads, extractor)
-        for _, rgb in islice(sequences[0].images.frames(), config.warmup_frames):
-            localizer.process(rgb, 0)
-        truth, estimates, timings, per_sequence = [], [], [], {}
-        states = {"RELOCALIZED": 0, "TRACKED": 0, "LOST": 0}
-        for sequence in sequences:
-            progress.set_postfix_str(f"{method} {sequence.name}")
-            localizer.reset()
-            run = run_sequence(localizer, sequence.images, sequence.stamps_ns)
-            frame_timings = [r.timings_ms for r in run.results]
-            per_sequence[sequence.name] = _public(sequence_metrics(run.true_world_from_cam, run.estimates(),
-                                                                   frame_timings))
-            truth.extend(run.true_world_from_cam)
-            estimates.extend(run.estimates())
-            timings.extend(frame_timings)
-            for result in run.results:
-                states[result.state.name] += 1
-            progress.update()
-        memory = localizer.memory_bytes()
-        methods[method] = {**_public(sequence_metrics(truth, estimates, timings)), "states": states,
-                           "map_bytes": int(sum(memory.values())), "memory_bytes": memory,
-                           "per_sequence": per_sequence}
-        logger.info("%s: recall 5 cm/5 deg %.3f, total p50 %.1f ms", method, methods[method]["recall_5cm_5deg"],
-                    methods[method]["latency_ms"]["total_ms"]["p50"])
+        methods[method] = run_method(method, localizer, sequences, config.warmup_frames, progress)
     progress.close()
     return {"threads": config.threads, "image_size": [width, height], "map_points": pram_map.num_points,
             "sequences": {s.name: len(s.images.names) for s in sequences}, **config.extra,

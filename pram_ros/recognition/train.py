@@ -289,7 +289,7 @@ def train(training_set: TrainingSet, config: TrainConfig | None = None,
             optimizer.step()
             epoch_losses.append(float(loss.detach()))
             step += 1
-            progress.update((time.perf_counter() - start - progress.n) if budget_s else 1)
+            progress.update((min(time.perf_counter() - start, budget_s) - progress.n) if budget_s else 1)
         if not epoch_losses:
             break
         epoch += 1
