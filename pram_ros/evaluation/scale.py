@@ -281,10 +281,7 @@ def plot_scale(scale: dict, out: Path) -> list[Path]:
         axes.grid(True, which="both", alpha=0.3)
         axes.legend(fontsize=7)
     figure.suptitle(f"{scale['sequence']}, {scale['threads']} threads, one 640x480 image at a time")
-    figure.tight_layout()
-    paths.append(out / "scale_latency.png")
-    figure.savefig(paths[-1], dpi=110)
-    plt.close(figure)
+    paths.append(_save(plt, figure, out / "scale_latency.png"))
 
     figure, axes = plt.subplots(figsize=(6, 4.5))
     for index, method in enumerate(methods):
@@ -296,10 +293,7 @@ def plot_scale(scale: dict, out: Path) -> list[Path]:
     axes.set_ylabel("recall at 5 cm/5° (o), wrong ratio (x)")
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=7)
-    figure.tight_layout()
-    paths.append(out / "scale_recall.png")
-    figure.savefig(paths[-1], dpi=110)
-    plt.close(figure)
+    paths.append(_save(plt, figure, out / "scale_recall.png"))
 
     figure, axes = plt.subplots(figsize=(6, 4.5))
     for index, method in enumerate(methods):
@@ -313,11 +307,15 @@ def plot_scale(scale: dict, out: Path) -> list[Path]:
     axes.set_ylabel("MB")
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=7)
-    figure.tight_layout()
-    paths.append(out / "scale_memory.png")
-    figure.savefig(paths[-1], dpi=110)
-    plt.close(figure)
+    paths.append(_save(plt, figure, out / "scale_memory.png"))
     return paths
+
+
+def _save(plt, figure, path: Path) -> Path:
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
 
 
 def format_scale_table(scale: dict) -> str:

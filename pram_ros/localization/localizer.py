@@ -227,7 +227,8 @@ class Localizer:
                 return result
         tick = time.perf_counter()
         try:
-            features = self.extractor.extract(image)
+            # The extractor works on gray too: hand it the one made for optical flow.
+            features = self.extractor.extract(gray if gray is not None else image)
         except (TypeError, ValueError) as exc:  # an encoding the extractor does not take
             return self._lost(stamp_ns, f"cannot extract features: {exc}", timings, start)
         timings["features_ms"] = _ms(tick)

@@ -51,16 +51,21 @@ def landmark_rgb8(landmarks: np.ndarray) -> np.ndarray:
     return colors
 
 
+def _box(header: Header, ns: str, landmark: int, centroid: np.ndarray, extent: np.ndarray, alpha: float) -> Marker:
+    box = Marker(header=header, ns=ns, id=landmark, type=Marker.CUBE, action=Marker.ADD)
+    box.pose.position = Point(x=float(centroid[0]), y=float(centroid[1]), z=float(centroid[2]))
+    box.pose.orientation.w = 1.0
+    box.scale.x, box.scale.y, box.scale.z = (float(max(v, 0.05)) for v in extent)
+    box.color = landmark_color(landmark, alpha)
+    return box
+
+
 def landmark_markers(header: Header, centroids: np.ndarray, extents: np.ndarray) -> MarkerArray:
     """One translucent box (centroid, extent) and one label per landmark; ids are landmark ids."""
     markers = MarkerArray()
     for index, (centroid, extent) in enumerate(zip(centroids, extents)):
         landmark = index + 1
-        box = Marker(header=header, ns="landmarks", id=landmark, type=Marker.CUBE, action=Marker.ADD)
-        box.pose.position = Point(x=float(centroid[0]), y=float(centroid[1]), z=float(centroid[2]))
-        box.pose.orientation.w = 1.0
-        box.scale.x, box.scale.y, box.scale.z = (float(max(v, 0.05)) for v in extent)
-        box.color = landmark_color(landmark, 0.25)
+        box = _box(header, "landmarks", landmark, centroid, extent, 0.25)
         label = Marker(header=header, ns="landmark_ids", id=landmark, type=Marker.TEXT_VIEW_FACING,
                        action=Marker.ADD, text=str(landmark))
         label.pose.position = Point(x=float(centroid[0]), y=float(centroid[1]),
@@ -81,13 +86,8 @@ def recognized_markers(header: Header, landmark_ids: np.ndarray, centroids: np.n
         landmark = int(landmark)
         if not 1 <= landmark <= len(centroids):
             continue
-        centroid, extent = centroids[landmark - 1], extents[landmark - 1]
-        box = Marker(header=header, ns="recognized", id=landmark, type=Marker.CUBE, action=Marker.ADD)
-        box.pose.position = Point(x=float(centroid[0]), y=float(centroid[1]), z=float(centroid[2]))
-        box.pose.orientation.w = 1.0
-        box.scale.x, box.scale.y, box.scale.z = (float(max(v, 0.05)) for v in extent)
-        box.color = landmark_color(landmark, 0.7)
-        markers.markers.append(box)
+        markers.markers.append(_box(header, "recognized", landmark, centroids[landmark - 1],
+                                    extents[landmark - 1], 0.7))
     return markers
 
 

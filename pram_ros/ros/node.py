@@ -216,11 +216,9 @@ class PramNode(Node):
             raise ValueError("parameter device is 'cuda' but no CUDA device is available")
         model_path = Path(p.model_path).expanduser() if p.model_path else default_model_path(map_path)
         model = load_model(model_path, [(str(map_path), pram_map)], device=device)
-        config = LocalizerConfig(
-            max_keypoints=p.max_keypoints, top_landmarks=p.top_landmarks, min_inliers=p.min_inliers,
-            min_inlier_ratio=p.min_inlier_ratio, min_track_inliers=p.min_track_inliers,
-            reverify_every=p.reverify_every, ransac_max_error_px=p.ransac_max_error_px, tracking=p.tracking,
-            num_threads=p.num_threads, device=device)
+        # Node parameters named like LocalizerConfig fields are those fields.
+        shared = ({f.name for f in fields(LocalizerConfig)} & {f.name for f in fields(NodeParams)}) - {"device"}
+        config = LocalizerConfig(**{name: getattr(p, name) for name in shared}, device=device)
         extractor = create_extractor(ExtractorConfig.from_dict({**extractor_settings, "device": device}),
                                      num_threads=p.num_threads)
         return Localizer(pram_map, model.recognizer, config, extractor)
