@@ -39,6 +39,13 @@ def invert(a_from_b: np.ndarray) -> np.ndarray:
     return b_from_a
 
 
+def pose_difference(world_from_a: np.ndarray, world_from_b: np.ndarray) -> tuple[float, float]:
+    """Distance between the two frames' origins (m) and the angle of the rotation between them (deg)."""
+    distance = float(np.linalg.norm(world_from_a[:3, 3] - world_from_b[:3, 3]))
+    cosine = (np.trace(world_from_a[:3, :3].T @ world_from_b[:3, :3]) - 1.0) / 2.0
+    return distance, float(np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0))))
+
+
 def yaw_transform(x: float, y: float, yaw: float) -> np.ndarray:
     """Planar transform (translation in x, y and rotation about z)."""
     return make_transform(Rotation.from_euler("z", yaw).as_matrix(), np.array([x, y, 0.0]))

@@ -122,6 +122,23 @@ def test_tracking_skips_recognition_and_recovers_from_a_kidnap(world, localizer_
     assert recovered, f"not relocalized within 3 frames of the kidnap: {[s.name for s in states[9:]]}"
 
 
+def test_a_jump_is_reported_only_once_the_next_frames_agree(world, localizer_parts):
+    """Look-alike places make a relocalization jump as a kidnap does: the jump waits for
+    jump_confirm_frames more frames; with the check off it is reported at once."""
+    pram_map, recognizer = localizer_parts
+    frames = _frames(world, "mapping")
+    sequence = list(range(3, 12)) + list(range(28, 36))
+    for confirm in (0, 2):
+        localizer = Localizer(pram_map, recognizer, LocalizerConfig(reverify_every=0, jump_confirm_frames=confirm))
+        results = [localizer.process(frames[frame][0], step) for step, frame in enumerate(sequence)]
+        assert results[8].localized, f"the frame before the kidnap: {results[8].message}"
+        after = results[9:9 + confirm + 1]
+        for held in after[:-1]:
+            assert held.state == State.LOST and "held until" in held.message, (held.state.name, held.message)
+            assert held.cam_from_world is None and held.covariance[0, 0] == LOST_VARIANCE
+        _assert_close(after[-1], frames[sequence[9 + confirm]][1], f"frame {confirm + 1} after the kidnap")
+
+
 def test_foreign_images_are_lost(world, localizer_parts):
     pram_map, recognizer = localizer_parts
     localizer = Localizer(pram_map, recognizer)

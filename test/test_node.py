@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from dataclasses import fields
 
 import numpy as np
 import pytest
+import yaml
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseWithCovarianceStamped
@@ -18,7 +20,9 @@ from visualization_msgs.msg import MarkerArray
 from conftest import REPO, spin_until, stop_process, venv_executable
 from pram_ros.evaluation.bagio import BASE_FROM_CAMERA, deserialize, iter_bag_messages
 from pram_ros.evaluation.metrics import pose_errors
+from pram_ros.localization.localizer import LocalizerConfig
 from pram_ros.msg import LocalizationStatus
+from pram_ros.ros.node import _DESCRIPTIONS, NodeParams
 from pram_ros.ros.tf import (
     StaticTfBroadcaster,
     TfBuffer,
@@ -283,3 +287,17 @@ def test_node_refuses_a_missing_map(processes, tmp_path):
         pytest.fail("pram_node kept running without its map")
     assert process.returncode == 2
     assert str(missing) in err and "Traceback" not in err
+
+
+def test_params_file_lists_every_parameter_and_node_localizer_names_agree():
+    params = yaml.safe_load((REPO / "config" / "pram.yaml").read_text())["pram_node"]["ros__parameters"]
+    names = {f.name for f in fields(NodeParams)}
+    assert set(params) == names, f"only in pram.yaml: {set(params) - names}; only in NodeParams: {names - set(params)}"
+    assert set(_DESCRIPTIONS) == names
+    defaults = {f.name: f.default for f in fields(NodeParams)}
+    differ = {name: value for name, value in params.items() if value != defaults[name]}
+    assert not differ, f"pram.yaml and NodeParams defaults differ: {differ}"
+    # Node parameters named like LocalizerConfig fields set those fields: their defaults must agree.
+    for field in fields(LocalizerConfig):
+        if field.name in defaults and field.name not in ("device", "num_threads"):
+            assert defaults[field.name] == field.default, field.name

@@ -15,15 +15,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from pram_ros.geometry import pose_difference
+
 THRESHOLDS = {"recall_5cm_5deg": (0.05, 5.0), "recall_25cm_2deg": (0.25, 2.0), "recall_50cm_5deg": (0.50, 5.0)}
 WRONG_T_M, WRONG_R_DEG = 0.5, 5.0
 
 
 def pose_errors(estimate_world_from_cam: np.ndarray, true_world_from_cam: np.ndarray) -> tuple[float, float]:
     """Camera-centre distance (m) and rotation angle (deg) between two world_from_cam poses."""
-    dt = float(np.linalg.norm(estimate_world_from_cam[:3, 3] - true_world_from_cam[:3, 3]))
-    cos = (np.trace(estimate_world_from_cam[:3, :3].T @ true_world_from_cam[:3, :3]) - 1.0) / 2.0
-    return dt, float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+    return pose_difference(estimate_world_from_cam, true_world_from_cam)
 
 
 def _round(value: float) -> float | None:

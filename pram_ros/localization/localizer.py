@@ -14,6 +14,10 @@ and look-alike tests), and only if that fails the gate is each projected point m
 the best keypoint within a few pixels of it; PnP and the same gate. Recognition is skipped, except every `reverify_every` frames, when the
 tracked landmarks must be among the most-voted ones. A frame whose tracking fails the gate
 is relocalized at once.
+Continuity (with tracking): a relocalization far from the last accepted pose, a few frames
+ago, is a jump. Look-alike places make such jumps as well as a kidnapped camera does, so a
+jump is reported only once the next `jump_confirm_frames` frames agree with it (tracked
+from it, or relocalized near it); until then those frames are LOST.
 
 The gate: a pose is reported only with at least `min_inliers` inliers making up at least
 `min_inlier_ratio` of the candidate matches. A rejected pose is never reported, and a
@@ -36,7 +40,7 @@ from scipy.spatial import cKDTree
 
 from pram_ros.features import ExtractorConfig, FeatureExtractor, Features, create_extractor, match_mutual_nn
 from pram_ros.features.base import to_gray8
-from pram_ros.geometry import in_view, project_points
+from pram_ros.geometry import in_view, pose_difference, project_points
 from pram_ros.mapping.mapfile import PramMap
 from pram_ros.recognition.model import Recognition, Recognizer
 
@@ -76,6 +80,14 @@ class LocalizerConfig:
     # extraction, before a full frame re-anchors; 0 = off.
     klt_frames: int = 4
     reverify_every: int = 10  # tracked frames between recognition checks; 0 never checks
+    # Continuity: a relocalization at least this far from (or turned this much against) the
+    # last accepted pose, at most jump_memory_frames frames ago, is a jump, reported only
+    # once jump_confirm_frames more frames agree (LOST until then; 0 = off). A kidnapped
+    # camera is thus relocalized on its (jump_confirm_frames + 1)-th frame.
+    jump_distance_m: float = 0.5
+    jump_angle_deg: float = 30.0
+    jump_memory_frames: int = 30
+    jump_confirm_frames: int = 2
     # Repeated textures: a match must beat, by match_ratio, the map point elsewhere (at least
     # this far away) whose descriptor is most like its own, even outside the chosen landmarks.
     twin_min_distance_m: float = 0.3
@@ -99,8 +111,12 @@ class LocalizerConfig:
         if self.registration not in ("landmarks", "all_points"):
             raise ValueError("LocalizerConfig: registration must be 'landmarks' or 'all_points', "
                              f"got {self.registration!r}")
-        if self.reverify_every < 0:
-            raise ValueError(f"LocalizerConfig: reverify_every must be >= 0, got {self.reverify_every}")
+        for name in ("reverify_every", "jump_memory_frames", "jump_confirm_frames"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"LocalizerConfig: {name} must be >= 0, got {getattr(self, name)}")
+        for name in ("jump_distance_m", "jump_angle_deg"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"LocalizerConfig: {name} must be > 0, got {getattr(self, name)}")
 
 
 @dataclass
@@ -145,6 +161,15 @@ class _Registration:
     num_candidates: int
 
 
+@dataclass
+class _Jump:
+    """A relocalization away from the recent track, waiting for frames that agree."""
+
+    cam_from_world: np.ndarray  # the latest agreeing pose
+    agreeing: int  # frames in a row that found it so far
+    frame: int  # the last of them
+
+
 class Localizer:
     """`process(image, stamp_ns)` per frame; see the module docstring."""
 
@@ -164,6 +189,13 @@ class Localizer:
         self.landmark_points = [pram_map.landmark_points(k).astype(np.int32) for k in range(pram_map.num_landmarks + 1)]
         self.points_twin = descriptor_twins(self.points_descriptor, self.points_xyz,
                                             self.config.twin_min_distance_m).astype(np.int32)
+        self._start()
+
+    def _start(self) -> None:
+        """The state before the first frame."""
+        self._frame = 0  # frames processed
+        self._anchor: tuple[np.ndarray, int] | None = None  # last accepted cam_from_world, its frame
+        self._jump: _Jump | None = None
         self.reset()
 
     def _init_camera(self, pram_map: PramMap, extractor: FeatureExtractor | None) -> None:
@@ -203,12 +235,15 @@ class Localizer:
         self._inlier_points = np.zeros(0, np.int64)
 
     def request_relocalization(self) -> None:
+        """Relocalize the next frame from scratch, with no continuity check against the old pose."""
         self._force_relocalize = True
+        self._anchor, self._jump = None, None
 
     def set_pose_hint(self, cam_from_world: np.ndarray) -> None:
         """Track from this pose on the next frame (e.g. RViz's "2D Pose Estimate"); the tracking
         gate decides, and a wrong hint only costs a relocalization."""
         self.reset()
+        self._anchor, self._jump = None, None
         self._poses = [np.asarray(cam_from_world, np.float64)]
         self._frames_since_check = self.config.reverify_every  # check the hint with recognition
 
@@ -216,6 +251,7 @@ class Localizer:
     def process(self, image: np.ndarray, stamp_ns: int = 0) -> Result:
         start = time.perf_counter()
         timings: dict[str, float] = {}
+        self._frame += 1
         problem = self._check_image(image)
         if problem:
             return self._lost(stamp_ns, problem, timings, start)
@@ -223,6 +259,7 @@ class Localizer:
         if gray is not None and self._klt_ready():
             result = self._track_klt(gray, stamp_ns, timings)
             if result is not None:
+                self._anchor = (result.cam_from_world, self._frame)
                 result.timings_ms = {**timings, "total_ms": _ms(start)}
                 return result
         tick = time.perf_counter()
@@ -242,12 +279,16 @@ class Localizer:
                 result, recognition = self._verify(features, result, timings)
         if result is None:
             result = self._relocalize(features, stamp_ns, timings, recognition)
+        if result.localized:
+            result = self._continuity(result)
         self._force_relocalize = False
         result.keypoints_uv = features.keypoints
         result.keypoint_landmarks = self._keypoint_landmarks(len(features))
         result.timings_ms = {**timings, "total_ms": _ms(start)}
         if not result.localized:
             self.reset()
+            if self._jump is not None and self._jump.frame == self._frame:
+                self._poses = [self._jump.cam_from_world]  # the next frame tracks from the held pose
         elif gray is not None:
             self._klt_gray, self._klt_frames = gray, 0
         return result
@@ -413,6 +454,40 @@ class Localizer:
         logger.info("tracked landmarks %s are not among the recognized %s: relocalizing",
                     tracked.landmark_ids.tolist(), ranked.tolist())
         return None, recognition
+
+    def _continuity(self, result: Result) -> Result:
+        """Accept a localized result, or hold it as a jump (see the module docstring)."""
+        config = self.config
+        jump, self._jump = self._jump, None
+        if config.tracking and config.jump_confirm_frames > 0:
+            if jump is not None and (jump.frame != self._frame - 1 or
+                                     self._is_jump(result.cam_from_world, jump.cam_from_world)):
+                jump = None  # not in a row, or elsewhere again: count afresh
+            if jump is not None:
+                if jump.agreeing + 1 <= config.jump_confirm_frames:
+                    return self._hold(result, jump.agreeing + 1)
+            elif result.state == State.RELOCALIZED and self._anchor is not None and \
+                    self._is_jump(result.cam_from_world, *self._anchor):
+                return self._hold(result, 1)
+        self._anchor = (result.cam_from_world, self._frame)
+        return result
+
+    def _is_jump(self, cam_from_world: np.ndarray, reference: np.ndarray, reference_frame: int | None = None) -> bool:
+        """Whether a pose is far from a reference pose (one at most jump_memory_frames old)."""
+        if reference_frame is not None and self._frame - reference_frame > self.config.jump_memory_frames:
+            return False
+        distance_m, angle_deg = pose_difference(np.linalg.inv(cam_from_world), np.linalg.inv(reference))
+        return distance_m >= self.config.jump_distance_m or angle_deg >= self.config.jump_angle_deg
+
+    def _hold(self, result: Result, agreeing: int) -> Result:
+        """LOST for now; the pose waits for the next frames to agree with it."""
+        self._jump = _Jump(result.cam_from_world, agreeing, self._frame)
+        distance_m, angle_deg = pose_difference(np.linalg.inv(result.cam_from_world), np.linalg.inv(self._anchor[0]))
+        waiting = self.config.jump_confirm_frames + 1 - agreeing
+        return Result(result.stamp_ns, State.LOST, landmark_ids=result.landmark_ids, num_inliers=result.num_inliers,
+                      num_candidates=result.num_candidates,
+                      message=f"relocalized {distance_m:.2f} m, {angle_deg:.0f} deg from the pose "
+                              f"{self._frame - self._anchor[1]} frame(s) ago: held until {waiting} more agree")
 
     # ------------------------------------------------------------------------------------
     def _predicted_pose(self) -> np.ndarray:

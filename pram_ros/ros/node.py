@@ -85,6 +85,10 @@ class NodeParams:
     min_track_inliers: int = 50
     reverify_every: int = 10
     ransac_max_error_px: float = 8.0
+    jump_distance_m: float = 0.5
+    jump_angle_deg: float = 30.0
+    jump_memory_frames: int = 30
+    jump_confirm_frames: int = 2
     tf_tolerance_s: float = 0.1
 
 
@@ -114,6 +118,14 @@ _DESCRIPTIONS = {
     "reverify_every": ("Tracked frames between recognition checks; 0 never.",
                        IntegerRange(from_value=0, to_value=10000, step=1)),
     "ransac_max_error_px": ("PnP RANSAC threshold in pixels.", FloatingPointRange(from_value=0.5, to_value=50.0, step=0.0)),
+    "jump_distance_m": ("A relocalization this far from the last pose is a jump, reported once frames agree.",
+                        FloatingPointRange(from_value=0.01, to_value=1000.0, step=0.0)),
+    "jump_angle_deg": ("A relocalization turned this much from the last pose is a jump.",
+                       FloatingPointRange(from_value=0.1, to_value=180.0, step=0.0)),
+    "jump_memory_frames": ("Frames after the last accepted pose during which jumps are checked.",
+                           IntegerRange(from_value=0, to_value=100000, step=1)),
+    "jump_confirm_frames": ("Further frames that must agree before a jump is reported (LOST until then); 0 off.",
+                            IntegerRange(from_value=0, to_value=100, step=1)),
     "tf_tolerance_s": ("How far outside the buffered odometry an image stamp may fall.",
                        FloatingPointRange(from_value=0.0, to_value=5.0, step=0.0)),
 }
