@@ -137,6 +137,11 @@ def test_a_jump_is_reported_only_once_the_next_frames_agree(world, localizer_par
             assert held.state == State.LOST and "held until" in held.message, (held.state.name, held.message)
             assert held.cam_from_world is None and held.covariance[0, 0] == LOST_VARIANCE
         _assert_close(after[-1], frames[sequence[9 + confirm]][1], f"frame {confirm + 1} after the kidnap")
+    # reset() starts a new sequence: no continuity check against the old one's last pose.
+    far = pose_errors(frames[sequence[-1]][1], frames[sequence[0]][1])
+    assert far[0] >= 0.5 or far[1] >= 30.0, far
+    localizer.reset()
+    _assert_close(localizer.process(frames[sequence[0]][0], 99), frames[sequence[0]][1], "first frame after reset()")
 
 
 def test_foreign_images_are_lost(world, localizer_parts):

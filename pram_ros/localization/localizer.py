@@ -194,8 +194,6 @@ class Localizer:
     def _start(self) -> None:
         """The state before the first frame."""
         self._frame = 0  # frames processed
-        self._anchor: tuple[np.ndarray, int] | None = None  # last accepted cam_from_world, its frame
-        self._jump: _Jump | None = None
         self.reset()
 
     def _init_camera(self, pram_map: PramMap, extractor: FeatureExtractor | None) -> None:
@@ -223,7 +221,14 @@ class Localizer:
         return parts
 
     def reset(self) -> None:
-        """Forget the track: the next frame relocalizes."""
+        """Forget every earlier frame (a new sequence): the next frame relocalizes, with no
+        continuity check against an old pose."""
+        self._anchor: tuple[np.ndarray, int] | None = None  # last accepted cam_from_world, its frame
+        self._jump: _Jump | None = None
+        self._drop_track()
+
+    def _drop_track(self) -> None:
+        """Forget the track (a LOST frame): the next frame relocalizes."""
         self._poses: list[np.ndarray] = []  # the last two accepted cam_from_world
         self._tracked_landmarks = np.zeros(0, np.int64)
         self._frames_since_check = 0
@@ -243,7 +248,6 @@ class Localizer:
         """Track from this pose on the next frame (e.g. RViz's "2D Pose Estimate"); the tracking
         gate decides, and a wrong hint only costs a relocalization."""
         self.reset()
-        self._anchor, self._jump = None, None
         self._poses = [np.asarray(cam_from_world, np.float64)]
         self._frames_since_check = self.config.reverify_every  # check the hint with recognition
 
@@ -286,7 +290,7 @@ class Localizer:
         result.keypoint_landmarks = self._keypoint_landmarks(len(features))
         result.timings_ms = {**timings, "total_ms": _ms(start)}
         if not result.localized:
-            self.reset()
+            self._drop_track()
             if self._jump is not None and self._jump.frame == self._frame:
                 self._poses = [self._jump.cam_from_world]  # the next frame tracks from the held pose
         elif gray is not None:
@@ -343,7 +347,7 @@ class Localizer:
         return ""
 
     def _lost(self, stamp_ns: int, message: str, timings: dict, start: float) -> Result:
-        self.reset()
+        self._drop_track()
         return Result(stamp_ns, State.LOST, message=message, timings_ms={**timings, "total_ms": _ms(start)})
 
     def _due_for_check(self) -> bool:
