@@ -86,7 +86,7 @@ class LocalizerConfig:
     # camera is thus relocalized on its (jump_confirm_frames + 1)-th frame.
     jump_distance_m: float = 0.5
     jump_angle_deg: float = 30.0
-    jump_memory_frames: int = 30
+    jump_memory_frames: int = 5  # longer lost, the camera may really have moved that far
     jump_confirm_frames: int = 2
     # Repeated textures: a match must beat, by match_ratio, the map point elsewhere (at least
     # this far away) whose descriptor is most like its own, even outside the chosen landmarks.

@@ -90,7 +90,7 @@ class NodeParams:
     ransac_max_error_px: float = 8.0
     jump_distance_m: float = 0.5
     jump_angle_deg: float = 30.0
-    jump_memory_frames: int = 30
+    jump_memory_frames: int = 5
     jump_confirm_frames: int = 2
     tf_tolerance_s: float = 0.1
 
