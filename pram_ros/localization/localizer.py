@@ -470,8 +470,8 @@ class Localizer:
             if jump is not None:
                 if jump.agreeing + 1 <= config.jump_confirm_frames:
                     return self._hold(result, jump.agreeing + 1)
-            elif result.state == State.RELOCALIZED and self._anchor is not None and \
-                    self._is_jump(result.cam_from_world, *self._anchor):
+            elif self._anchor is not None and self._is_jump(result.cam_from_world, *self._anchor):
+                # Relocalized far away, or tracked away from a held pose: a new jump.
                 return self._hold(result, 1)
         self._anchor = (result.cam_from_world, self._frame)
         return result
@@ -490,7 +490,7 @@ class Localizer:
         waiting = self.config.jump_confirm_frames + 1 - agreeing
         return Result(result.stamp_ns, State.LOST, landmark_ids=result.landmark_ids, num_inliers=result.num_inliers,
                       num_candidates=result.num_candidates,
-                      message=f"relocalized {distance_m:.2f} m, {angle_deg:.0f} deg from the pose "
+                      message=f"localized {distance_m:.2f} m, {angle_deg:.0f} deg away from the pose "
                               f"{self._frame - self._anchor[1]} frame(s) ago: held until {waiting} more agree")
 
     # ------------------------------------------------------------------------------------
