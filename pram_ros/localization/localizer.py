@@ -17,7 +17,8 @@ is relocalized at once.
 Continuity (with tracking): a relocalization far from the last accepted pose, a few frames
 ago, is a jump. Look-alike places make such jumps as well as a kidnapped camera does, so a
 jump is reported only once the next `jump_confirm_frames` frames agree with it (tracked
-from it, or relocalized near it); until then those frames are LOST.
+from it, or relocalized near it; landing far from it too starts a new jump); until then
+those frames are LOST.
 
 The gate: a pose is reported only with at least `min_inliers` inliers making up at least
 `min_inlier_ratio` of the candidate matches. A rejected pose is never reported, and a
@@ -80,7 +81,7 @@ class LocalizerConfig:
     # extraction, before a full frame re-anchors; 0 = off.
     klt_frames: int = 4
     reverify_every: int = 10  # tracked frames between recognition checks; 0 never checks
-    # Continuity: a relocalization at least this far from (or turned this much against) the
+    # Continuity: a localized frame at least this far from (or turned this much against) the
     # last accepted pose, at most jump_memory_frames frames ago, is a jump, reported only
     # once jump_confirm_frames more frames agree (LOST until then; 0 = off). A kidnapped
     # camera is thus relocalized on its (jump_confirm_frames + 1)-th frame.
