@@ -41,7 +41,7 @@ from scipy.spatial import cKDTree
 
 from pram_ros.features import ExtractorConfig, FeatureExtractor, Features, create_extractor, match_mutual_nn
 from pram_ros.features.base import to_gray8
-from pram_ros.geometry import in_view, pose_difference, project_points
+from pram_ros.geometry import in_view, invert, pose_difference, project_points
 from pram_ros.mapping.mapfile import PramMap
 from pram_ros.recognition.model import Recognition, Recognizer
 
@@ -190,11 +190,6 @@ class Localizer:
         self.landmark_points = [pram_map.landmark_points(k).astype(np.int32) for k in range(pram_map.num_landmarks + 1)]
         self.points_twin = descriptor_twins(self.points_descriptor, self.points_xyz,
                                             self.config.twin_min_distance_m).astype(np.int32)
-        self._start()
-
-    def _start(self) -> None:
-        """The state before the first frame."""
-        self._frame = 0  # frames processed
         self.reset()
 
     def _init_camera(self, pram_map: PramMap, extractor: FeatureExtractor | None) -> None:
@@ -224,6 +219,7 @@ class Localizer:
     def reset(self) -> None:
         """Forget every earlier frame (a new sequence): the next frame relocalizes, with no
         continuity check against an old pose."""
+        self._frame = 0  # frames processed since
         self._anchor: tuple[np.ndarray, int] | None = None  # last accepted cam_from_world, its frame
         self._jump: _Jump | None = None
         self._drop_track()
@@ -465,29 +461,27 @@ class Localizer:
         config = self.config
         jump, self._jump = self._jump, None
         if config.tracking and config.jump_confirm_frames > 0:
-            if jump is not None and (jump.frame != self._frame - 1 or
-                                     self._is_jump(result.cam_from_world, jump.cam_from_world)):
-                jump = None  # not in a row, or elsewhere again: count afresh
-            if jump is not None:
-                if jump.agreeing + 1 <= config.jump_confirm_frames:
-                    return self._hold(result, jump.agreeing + 1)
-            elif self._anchor is not None and self._is_jump(result.cam_from_world, *self._anchor):
-                # Relocalized far away, or tracked away from a held pose: a new jump.
+            # The held pose, found again on the very next frame?
+            agrees = jump is not None and jump.frame == self._frame - 1 and \
+                not self._far(result.cam_from_world, jump.cam_from_world)
+            if agrees and jump.agreeing < config.jump_confirm_frames:
+                return self._hold(result, jump.agreeing + 1)
+            # Otherwise relocalized far away, or tracked away from a held pose: a new jump.
+            if not agrees and self._anchor is not None and \
+                    self._frame - self._anchor[1] <= config.jump_memory_frames and \
+                    self._far(result.cam_from_world, self._anchor[0]):
                 return self._hold(result, 1)
         self._anchor = (result.cam_from_world, self._frame)
         return result
 
-    def _is_jump(self, cam_from_world: np.ndarray, reference: np.ndarray, reference_frame: int | None = None) -> bool:
-        """Whether a pose is far from a reference pose (one at most jump_memory_frames old)."""
-        if reference_frame is not None and self._frame - reference_frame > self.config.jump_memory_frames:
-            return False
-        distance_m, angle_deg = pose_difference(np.linalg.inv(cam_from_world), np.linalg.inv(reference))
+    def _far(self, cam_from_world: np.ndarray, reference: np.ndarray) -> bool:
+        distance_m, angle_deg = pose_difference(invert(cam_from_world), invert(reference))
         return distance_m >= self.config.jump_distance_m or angle_deg >= self.config.jump_angle_deg
 
     def _hold(self, result: Result, agreeing: int) -> Result:
         """LOST for now; the pose waits for the next frames to agree with it."""
         self._jump = _Jump(result.cam_from_world, agreeing, self._frame)
-        distance_m, angle_deg = pose_difference(np.linalg.inv(result.cam_from_world), np.linalg.inv(self._anchor[0]))
+        distance_m, angle_deg = pose_difference(invert(result.cam_from_world), invert(self._anchor[0]))
         waiting = self.config.jump_confirm_frames + 1 - agreeing
         return Result(result.stamp_ns, State.LOST, landmark_ids=result.landmark_ids, num_inliers=result.num_inliers,
                       num_candidates=result.num_candidates,

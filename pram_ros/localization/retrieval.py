@@ -286,7 +286,7 @@ class RetrievalLocalizer(Localizer):
         self._init_camera(pram_map, extractor)
         self.database = database
         self.points_xyz = database.point_xyz
-        self._start()
+        self.reset()
 
     def memory_bytes(self) -> dict[str, int]:
         return self.database.memory_bytes()

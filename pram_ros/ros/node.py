@@ -121,9 +121,9 @@ _DESCRIPTIONS = {
     "reverify_every": ("Tracked frames between recognition checks; 0 never.",
                        IntegerRange(from_value=0, to_value=10000, step=1)),
     "ransac_max_error_px": ("PnP RANSAC threshold in pixels.", FloatingPointRange(from_value=0.5, to_value=50.0, step=0.0)),
-    "jump_distance_m": ("A relocalization this far from the last pose is a jump, reported once frames agree.",
+    "jump_distance_m": ("A localized frame this far from the last pose is a jump, reported once frames agree.",
                         FloatingPointRange(from_value=0.01, to_value=1000.0, step=0.0)),
-    "jump_angle_deg": ("A relocalization turned this much from the last pose is a jump.",
+    "jump_angle_deg": ("A localized frame turned this much from the last pose is a jump.",
                        FloatingPointRange(from_value=0.1, to_value=180.0, step=0.0)),
     "jump_memory_frames": ("Frames after the last accepted pose during which jumps are checked.",
                            IntegerRange(from_value=0, to_value=100000, step=1)),
@@ -275,7 +275,7 @@ class PramNode(Node):
         except TfLookupError as error:
             self.get_logger().warning(f"/initialpose ignored: no {p.base_frame} -> {camera_frame} transform ({error})")
             return
-        with self._lock:  # applied by the worker between frames, never during one
+        with self._lock:  # applied by the localization loop between frames, never during one
             self._pending_hint = invert(map_from_base @ base_from_cam)
         self.get_logger().info("tracking from the pose given on /initialpose")
 
