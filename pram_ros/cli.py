@@ -76,6 +76,7 @@ def _cmd_world(args: argparse.Namespace) -> int:
         frames=args.frames,
         storage=args.storage,
         write_bags=not args.no_bags,
+        mapping_path=args.mapping_path,
     )
     summary = generate_world(Path(args.out), config)
     print(summary.describe())
@@ -395,6 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     world.add_argument("--rooms", type=_positive_int, default=None, help="number of rooms (default: small world)")
     world.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="rosbag2 storage")
     world.add_argument("--no-bags", action="store_true", help="skip writing rosbag2 files")
+    world.add_argument("--mapping-path", choices=["spin", "orbit"], default="spin",
+                       help="mapping walk: turn round on the spot in each room (default), or walk a loop "
+                            "looking outwards (more baseline: what SfM without --poses needs)")
     world.set_defaults(run=_cmd_world)
 
     map_parser = commands.add_parser("map", help="build or inspect a PRAM map")

@@ -37,6 +37,7 @@ from pram_ros.world.io import load_camera_yaml, load_image, load_tum
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+ALIGN_MAX_ERROR_M = 0.05  # --align: RANSAC inlier distance, and what the summary calls off
 
 
 @dataclass
@@ -166,6 +167,8 @@ class BuildSummary:
     map_bytes: int
     full_reconstruction_bytes: int
     timings_s: dict[str, float]
+    # With --align: distance [registered] of each registered camera centre from its given pose.
+    aligned_centre_errors_m: np.ndarray | None = None
 
     def describe(self) -> str:
         share = 100.0 * self.map_bytes / max(self.full_reconstruction_bytes, 1)
@@ -176,8 +179,26 @@ class BuildSummary:
             f"mean reprojection error {self.reprojection_error_px:.2f} px",
             f"map: {self.points_kept} points in {self.landmarks} landmarks, {self.map_bytes / 1e6:.2f} MB = "
             f"{share:.1f}% of the full reconstruction ({self.full_reconstruction_bytes / 1e6:.1f} MB)",
+            *([self._describe_alignment()] if self.aligned_centre_errors_m is not None else []),
             f"time: {steps}",
         ])
+
+    def _describe_alignment(self) -> str:
+        errors = self.aligned_centre_errors_m
+        if not len(errors):
+            return "Sim3 alignment: no registered image"
+        off = int(np.sum(errors > ALIGN_MAX_ERROR_M))
+        return (f"Sim3 alignment: camera centres from the given poses median {100 * np.median(errors):.1f} cm, "
+                f"90th percentile {100 * np.percentile(errors, 90):.1f} cm; {off} of {len(errors)} registered "
+                f"images more than {100 * ALIGN_MAX_ERROR_M:.0f} cm off")
+
+
+def _centre_errors(result, world_positions: np.ndarray) -> np.ndarray:
+    """Distance of each registered camera centre from its known position."""
+    images = result.reconstruction.images
+    return np.array([np.linalg.norm(images[image_id].projection_center() - world_positions[index])
+                     for index, image_id in enumerate(result.image_ids)
+                     if image_id in images and images[image_id].has_pose])
 
 
 def extract_all(images: ImageSet, preset: str) -> list[Features]:
@@ -220,11 +241,13 @@ def build_map(images: ImageSet, config: MapBuildConfig | None = None, align_tum:
                              images.world_from_cam, config.sfm)
         timings.update(result.timings_s)
         metric = images.world_from_cam is not None
+        aligned_errors = None
         if align_tum is not None and not metric:
             _, aligned_poses = load_tum(align_tum)
             if len(aligned_poses) != len(images.names):
                 raise ValueError(f"{align_tum}: {len(aligned_poses)} poses for {len(images.names)} images")
-            align_to_positions(result, images.names, aligned_poses[:, :3, 3])
+            align_to_positions(result, images.names, aligned_poses[:, :3, 3], ALIGN_MAX_ERROR_M)
+            aligned_errors = _centre_errors(result, aligned_poses[:, :3, 3])
             metric = True
         reconstruction = result.reconstruction
         full_bytes = full_reconstruction_bytes(reconstruction, features[0].descriptors.shape[1], work_dir)
@@ -260,9 +283,16 @@ def build_map(images: ImageSet, config: MapBuildConfig | None = None, align_tum:
             landmarks=num_landmarks,
             map_bytes=pram_map.nbytes(),
             full_reconstruction_bytes=full_bytes,
+            aligned_centre_errors_m=aligned_errors,
             timings_s={k: round(v, 2) for k, v in timings.items()},
         )
-        pram_map.meta["stats"].update({k: v for k, v in asdict(summary).items() if k != "timings_s"})
+        pram_map.meta["stats"].update({k: v for k, v in asdict(summary).items()
+                                       if k not in ("timings_s", "aligned_centre_errors_m")})
+        if aligned_errors is not None and len(aligned_errors):
+            pram_map.meta["stats"]["aligned_centre_error_m"] = {
+                "median": round(float(np.median(aligned_errors)), 4),
+                "p90": round(float(np.percentile(aligned_errors, 90)), 4),
+                "over_max_error": int(np.sum(aligned_errors > ALIGN_MAX_ERROR_M)), "max_error_m": ALIGN_MAX_ERROR_M}
         pram_map.meta["stats"]["timings_s"] = summary.timings_s
         return pram_map, summary
     finally:

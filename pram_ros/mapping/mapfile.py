@@ -43,7 +43,10 @@ The JSON document (`PramMap.meta`) holds:
     image_names       [I] database image names, in image index order
     build             optional: the build settings (landmark count, VRF and pruning parameters)
     stats             optional: build statistics; "full_reconstruction_bytes" is the size of the
-                      full reconstruction (COLMAP model + every observation's descriptor)
+                      full reconstruction (COLMAP model + every observation's descriptor);
+                      "aligned_centre_error_m" (after --align): median and p90 distance of the
+                      registered camera centres from the given poses, and how many are more
+                      than its "max_error_m" off
     source            optional: where the map came from (image folder, poses file, ...)
 
 Other keys are kept as they are.
@@ -633,6 +636,13 @@ def describe_map(pram_map: PramMap, path: str | Path | None = None) -> str:
         lines.append(
             f"  compression: {_human_bytes(size)} = {100.0 * size / full:.1f}% of the full reconstruction "
             f"({_human_bytes(full)}: COLMAP model + every observation's descriptor)"
+        )
+    aligned = meta.get("stats", {}).get("aligned_centre_error_m")
+    if isinstance(aligned, dict) and all(isinstance(aligned.get(k), (int, float)) for k in ("median", "p90")):
+        lines.append(
+            f"  alignment:   Sim3 to given poses; camera centres off by median {100 * aligned['median']:.1f} cm, "
+            f"90th percentile {100 * aligned['p90']:.1f} cm ({aligned.get('over_max_error', '?')} images over "
+            f"{100 * float(aligned.get('max_error_m', 0.05)):.0f} cm)"
         )
     for title, key in (("build", "build"), ("source", "source")):
         settings = meta.get(key) or {}

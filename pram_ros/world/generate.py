@@ -38,6 +38,7 @@ from pram_ros.world import io
 from pram_ros.world.render import Renderer
 from pram_ros.world.scene import LIGHTINGS, Layout, Scene, build_scene, make_layout
 from pram_ros.world.trajectories import (
+    MAPPING_STYLES,
     CameraPath,
     distance_to_path,
     mapping_path,
@@ -70,6 +71,9 @@ class WorldConfig:
     storage: str = "mcap"
     write_bags: bool = True
     sequences: tuple[str, ...] = SEQUENCES
+    # "spin" turns round on the spot in each room; "orbit" walks a loop looking outwards,
+    # which gives SfM without poses the baseline it needs (longer: about 400 natural frames).
+    mapping_path: str = "spin"
 
     def K(self) -> np.ndarray:
         """Pinhole intrinsics, principal point at the image centre."""
@@ -91,6 +95,8 @@ class WorldConfig:
             raise ValueError(f"WorldConfig.frames must be >= 2, got {self.frames}")
         if self.width < 16 or self.height < 16:
             raise ValueError(f"WorldConfig.width/height must be >= 16, got {self.width}x{self.height}")
+        if self.mapping_path not in MAPPING_STYLES:
+            raise ValueError(f"WorldConfig.mapping_path must be one of {MAPPING_STYLES}, got {self.mapping_path!r}")
         if self.storage not in ("mcap", "sqlite3"):
             raise ValueError(f"WorldConfig.storage must be 'mcap' or 'sqlite3', got {self.storage!r}")
 
@@ -143,9 +149,10 @@ class _Plan:
     mapping: CameraPath | None = None  # for queries: the path they must stay off
 
 
-def plan_paths(layout: Layout, seed: int) -> dict[str, CameraPath]:
-    """The camera paths of the main world's sequences (they depend only on layout and seed)."""
-    mapping = mapping_path(layout, seed)
+def plan_paths(layout: Layout, seed: int, mapping_style: str = "spin") -> dict[str, CameraPath]:
+    """The camera paths of the main world's sequences (they depend only on layout, seed and
+    the mapping path's style)."""
+    mapping = mapping_path(layout, seed, style=mapping_style)
     count = len(layout.rooms)
     span = min(max(2, math.ceil(count / 4)), count)  # rooms each query passes through
     offpath_rooms = tuple(range(span))
@@ -162,7 +169,7 @@ def plan_paths(layout: Layout, seed: int) -> dict[str, CameraPath]:
 def build_world(config: WorldConfig) -> tuple[dict[str, Scene], dict[str, CameraPath]]:
     """Scenes ('main', 'foreign') and camera paths per sequence, independent of frame counts."""
     main_layout = make_layout(config.seed, config.rooms, "main")
-    paths = plan_paths(main_layout, config.seed)
+    paths = plan_paths(main_layout, config.seed, config.mapping_path)
     keep_out = np.concatenate([p.xyz[:, :2] for p in paths.values()])
     scenes = {"main": build_scene(main_layout, config.seed, keep_out)}
     if "foreign" in config.sequences:

@@ -11,7 +11,9 @@ Paths:
 - mapping: through every room in route order. It crosses each door straight on,
   looking through it, and turns a full circle in the middle of each room (270 deg
   where the exits are on adjacent walls: that already shows all four walls), so every
-  wall and object is seen.
+  wall and object is seen. That is the "spin" style; the "orbit" style instead walks a
+  loop of ORBIT_M radius in each room looking outwards (a room is entered looking in, and
+  the loop starts where that gaze points outwards), so each wall is seen from a baseline.
 - query: from one room into the next, away from the mapping path: other places,
   other heights (the `z_door` height while passing a door, to stay off the mapping
   path there too), and headings that sweep about the walking direction.
@@ -33,6 +35,7 @@ STEP_M = 0.05
 STEP_RAD = math.radians(5.0)
 DOOR_APPROACH_M = 0.8
 MIN_CLEARANCE_M = 0.3  # camera centre to any wall
+ORBIT_M = 0.6  # radius of the loop an "orbit" mapping path walks in each room
 
 # Camera optical axes in a REP-103 body frame (x forward, y left, z up).
 BODY_FROM_CAM = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
@@ -163,9 +166,21 @@ def _check_clearance(layout: Layout, path: CameraPath) -> None:
 # --- mapping -------------------------------------------------------------------------
 
 
-def mapping_path(layout: Layout, seed: int, name: str = "mapping") -> CameraPath:
-    """Visit every room in route order, turning around in each one (see module docstring)."""
+MAPPING_STYLES = ("spin", "orbit")
+
+
+def mapping_path(layout: Layout, seed: int, name: str = "mapping", style: str = "spin") -> CameraPath:
+    """Visit every room in route order, turning around in each one ("spin") or walking a
+    loop in each one while looking outwards ("orbit"); see the module docstring."""
+    if style not in MAPPING_STYLES:
+        raise ValueError(f"mapping path style must be one of {MAPPING_STYLES}, got {style!r}")
     rng = np.random.default_rng([seed, 404, 0 if layout.kind == "main" else 1])
+    plan = _spin_waypoints if style == "spin" else _orbit_waypoints
+    points, yaw_keys = plan(layout, rng)
+    return _mapping_path_through(layout, rng, name, points, yaw_keys)
+
+
+def _spin_waypoints(layout: Layout, rng: np.random.Generator) -> tuple[list[np.ndarray], list[tuple[int, float]]]:
     rooms, doors = layout.rooms, layout.doors
     count = len(rooms)
     points: list[np.ndarray] = []
@@ -214,7 +229,54 @@ def mapping_path(layout: Layout, seed: int, name: str = "mapping") -> CameraPath
             yaw_keys += [(len(points) - 3, yaw), (len(points) - 2, yaw), (len(points) - 1, yaw)]
         else:
             yaw_keys.append((len(points) - 1, yaw))
+    return points, yaw_keys
 
+
+def _orbit_waypoints(layout: Layout, rng: np.random.Generator) -> tuple[list[np.ndarray], list[tuple[int, float]]]:
+    # Looking outwards from a loop, the camera moves sideways to its view all the way round:
+    # every wall is seen with a baseline (ORBIT_M * the field of view), which SfM without
+    # poses needs. A room is entered looking in; the loop starts where that gaze points out.
+    rooms, doors = layout.rooms, layout.doors
+    count = len(rooms)
+    points: list[np.ndarray] = []
+    yaw_keys: list[tuple[int, float]] = []  # (waypoint index, unwrapped yaw)
+    yaw: float | None = None
+    for k, room in enumerate(rooms):
+        door_in = doors[k - 1] if k > 0 else None
+        door_out = doors[k] if k < count - 1 else None
+        direction = 1.0 if rng.random() < 0.5 else -1.0
+        if door_in is None:  # a full loop that ends looking at the exit (or anywhere)
+            end = _heading(door_out.normal) if door_out is not None else 0.0
+            start, sweep = end, 2 * math.pi
+        else:  # enter looking into the room; the loop starts where that gaze points outwards
+            start = _heading(door_in.normal)
+            sweep = 2 * math.pi
+            if door_out is not None:
+                turn = (direction * (_heading(door_out.normal) - start)) % (2 * math.pi)
+                if 0.1 < turn < math.pi:  # doors on adjacent walls: go the long way round
+                    direction, turn = -direction, 2 * math.pi - turn
+                if turn > 0.1:
+                    sweep = turn
+        yaw = start if yaw is None else yaw + _wrap(start - yaw)
+        if door_in is None and door_out is not None:
+            yaw -= direction * sweep  # so that the loop ends on the exit's heading
+        radius = min(ORBIT_M, 0.3 * float(min(room.half_size)))
+        steps = max(2, math.ceil(sweep / math.radians(45.0)))
+        angles = yaw + direction * sweep * np.arange(steps + 1) / steps
+        if door_in is not None:
+            yaw_keys.append((len(points) - 1, yaw))
+        for angle in angles:
+            yaw_keys.append((len(points), float(angle)))
+            points.append(room.center + radius * np.array([math.cos(angle), math.sin(angle)]))
+        yaw = float(angles[-1])
+        if door_out is not None:
+            points.extend(_door_points(door_out, 1.0))
+            yaw_keys += [(len(points) - 3, yaw), (len(points) - 2, yaw), (len(points) - 1, yaw)]
+    return points, yaw_keys
+
+
+def _mapping_path_through(layout: Layout, rng: np.random.Generator, name: str, points: list[np.ndarray],
+                          yaw_keys: list[tuple[int, float]]) -> CameraPath:
     waypoints = np.array(points)
     s, xy, s_at = _spline(waypoints)
     key_s, key_yaw = [], []
