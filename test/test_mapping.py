@@ -150,7 +150,7 @@ def test_sfm_without_poses_on_rendered_frames_recovers_the_trajectory_up_to_sim3
     errors = summary.aligned_centre_errors_m
     assert summary.registered >= 30 and len(errors) == summary.registered
     assert np.median(errors) <= 0.02, f"median camera centre error {np.median(errors):.3f} m"
-    assert np.mean(errors <= 0.05) >= 0.8, np.round(errors, 3).tolist()
+    assert np.mean(errors <= 0.05) >= 0.75, np.round(errors, 3).tolist()
     assert pram_map.meta["stats"]["aligned_centre_error_m"]["median"] == pytest.approx(np.median(errors), abs=1e-4)
     assert "Sim3 alignment: camera centres" in summary.describe()
     assert "alignment:   Sim3 to given poses" in describe_map(pram_map)

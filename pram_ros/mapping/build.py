@@ -24,7 +24,7 @@ from pram_ros.features import PRESETS, Features, create_extractor
 from pram_ros.geometry import quat_from_transform, transform_from_quat
 from pram_ros.mapping.landmarks import LandmarkConfig, cluster_landmarks
 from pram_ros.mapping.mapfile import MAP_FORMAT, MAP_VERSION, PramMap
-from pram_ros.mapping.sfm import SfmConfig, align_to_positions, reconstruct, tracks_from_result
+from pram_ros.mapping.sfm import SfmConfig, SfmResult, align_to_positions, reconstruct, tracks_from_result
 from pram_ros.mapping.sparsify import (
     CompressionConfig,
     medoid_descriptors,
@@ -193,7 +193,7 @@ class BuildSummary:
                 f"images more than {100 * ALIGN_MAX_ERROR_M:.0f} cm off")
 
 
-def _centre_errors(result, world_positions: np.ndarray) -> np.ndarray:
+def _centre_errors(result: SfmResult, world_positions: np.ndarray) -> np.ndarray:
     """Distance of each registered camera centre from its known position."""
     images = result.reconstruction.images
     return np.array([np.linalg.norm(images[image_id].projection_center() - world_positions[index])

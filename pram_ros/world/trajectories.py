@@ -245,9 +245,9 @@ def _orbit_waypoints(layout: Layout, rng: np.random.Generator) -> tuple[list[np.
         door_in = doors[k - 1] if k > 0 else None
         door_out = doors[k] if k < count - 1 else None
         direction = 1.0 if rng.random() < 0.5 else -1.0
-        if door_in is None:  # a full loop that ends looking at the exit (or anywhere)
-            end = _heading(door_out.normal) if door_out is not None else 0.0
-            start, sweep = end, 2 * math.pi
+        if door_in is None:  # a full loop that ends looking at the exit (anywhere in a lone room)
+            sweep = 2 * math.pi
+            start = (_heading(door_out.normal) if door_out is not None else 0.0) - direction * sweep
         else:  # enter looking into the room; the loop starts where that gaze points outwards
             start = _heading(door_in.normal)
             sweep = 2 * math.pi
@@ -258,8 +258,6 @@ def _orbit_waypoints(layout: Layout, rng: np.random.Generator) -> tuple[list[np.
                 if turn > 0.1:
                     sweep = turn
         yaw = start if yaw is None else yaw + _wrap(start - yaw)
-        if door_in is None and door_out is not None:
-            yaw -= direction * sweep  # so that the loop ends on the exit's heading
         radius = min(ORBIT_M, 0.3 * float(min(room.half_size)))
         steps = max(2, math.ceil(sweep / math.radians(45.0)))
         angles = yaw + direction * sweep * np.arange(steps + 1) / steps
