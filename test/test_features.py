@@ -216,7 +216,7 @@ def test_xfeat_peak_finding_matches_xfeats_own(sequence, extractors):
     with torch.inference_mode():
         x, _, _ = model.preprocess_tensor(torch.from_numpy(gray)[None, None].float() / 255.0)
         heatmap = model.get_kpts_heatmap(model.net(x)[1])
-    batch = torch.cat([heatmap, heatmap.flip(-1)])  # two images, different peak counts at most
+    batch = torch.cat([heatmap, heatmap.flip(-1)])  # a batch of two: rows are padded to the longer
     for threshold in (0.05, 0.2, 2.0):  # 2.0: no peak at all
         ours = _peaks_by_dilation(batch, threshold=threshold, kernel_size=5)
         theirs = XFeat.NMS(model, batch, threshold=threshold, kernel_size=5)
