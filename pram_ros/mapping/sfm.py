@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -174,6 +175,17 @@ def _open_database(path: Path, cameras: list[pycolmap.Camera], camera_of_image: 
     return database, reconstruction, image_ids
 
 
+@contextmanager
+def _colmap_log_level(level):
+    """COLMAP (glog) messages below `level` are dropped inside the block."""
+    previous = pycolmap.logging.minloglevel
+    pycolmap.logging.minloglevel = int(level)
+    try:
+        yield
+    finally:
+        pycolmap.logging.minloglevel = previous
+
+
 def _pipeline_options(config: SfmConfig, posed: bool, fixed_intrinsics: bool = True) -> pycolmap.IncrementalPipelineOptions:
     options = pycolmap.IncrementalPipelineOptions()
     options.num_threads = config.num_threads
@@ -263,9 +275,13 @@ def reconstruct(
     model_dir = work_dir / "model"
     model_dir.mkdir(exist_ok=True)
     if cam_from_world is not None:
-        result = pycolmap.triangulate_points(
-            reconstruction, database_path, work_dir, model_dir, options=_pipeline_options(config, posed=True)
-        )
+        # COLMAP's point triangulator ends by reading every image for point colours; the
+        # images are not in work_dir and the colours are not needed, so its per-image
+        # "Could not read image" warnings (one per image) are noise.
+        with _colmap_log_level(pycolmap.logging.ERROR):
+            result = pycolmap.triangulate_points(
+                reconstruction, database_path, work_dir, model_dir, options=_pipeline_options(config, posed=True)
+            )
         timings["triangulation"] = time.perf_counter() - start
     else:
         pairs_path = work_dir / "pairs.txt"
