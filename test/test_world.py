@@ -218,6 +218,11 @@ def test_default_mapping_path_fits_300_frames_at_5cm_5deg():
     assert plan_paths(layout, 0)["mapping"].natural_frames() <= 300
 
 
+def _room_of(layout, xy: np.ndarray) -> np.ndarray:
+    """Index [N] of the room each point [N x 2] lies deepest inside."""
+    return np.argmax(np.stack([room.margin(xy) for room in layout.rooms], axis=1), axis=1)
+
+
 @pytest.mark.parametrize("style", ["spin", "orbit"])
 @pytest.mark.parametrize("rooms", [1, 2, 5, 16])
 def test_layouts_of_other_sizes_plan_valid_paths(rooms, style):
@@ -225,7 +230,7 @@ def test_layouts_of_other_sizes_plan_valid_paths(rooms, style):
     paths = plan_paths(layout, 3, style)  # raises if a path comes within 0.3 m of a wall
 
     def visited(path):
-        return {int(np.argmax([r.margin(p[None])[0] for r in layout.rooms])) for p in path.xyz[::10, :2]}
+        return set(_room_of(layout, path.xyz[::10, :2]).tolist())
 
     assert visited(paths["mapping"]) == set(range(rooms))
     span = min(max(2, -(-rooms // 4)), rooms)  # rooms a query passes through
@@ -237,7 +242,7 @@ def test_layouts_of_other_sizes_plan_valid_paths(rooms, style):
 def _sideways_baselines_m(layout, path) -> list[float]:
     """Per room, the least sideways travel (across the gaze) over the headings it looks in,
     in 45 deg sectors: the baseline SfM without poses gets for a wall seen that way."""
-    room_of = np.array([int(np.argmax([r.margin(p[None])[0] for r in layout.rooms])) for p in path.xyz[:, :2]])
+    room_of = _room_of(layout, path.xyz[:, :2])
     sector = ((path.yaw % (2 * np.pi)) // (np.pi / 4)).astype(int)
     least = []
     for room in range(len(layout.rooms)):

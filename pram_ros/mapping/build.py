@@ -183,14 +183,21 @@ class BuildSummary:
             f"time: {steps}",
         ])
 
-    def _describe_alignment(self) -> str:
+    def alignment_stats(self) -> dict | None:
+        """With --align: median and p90 centre error (m), and how many exceed ALIGN_MAX_ERROR_M."""
         errors = self.aligned_centre_errors_m
-        if not len(errors):
+        if errors is None or not len(errors):
+            return None
+        return {"median": round(float(np.median(errors)), 4), "p90": round(float(np.percentile(errors, 90)), 4),
+                "over_max_error": int(np.sum(errors > ALIGN_MAX_ERROR_M)), "max_error_m": ALIGN_MAX_ERROR_M}
+
+    def _describe_alignment(self) -> str:
+        stats = self.alignment_stats()
+        if stats is None:
             return "Sim3 alignment: no registered image"
-        off = int(np.sum(errors > ALIGN_MAX_ERROR_M))
-        return (f"Sim3 alignment: camera centres from the given poses median {100 * np.median(errors):.1f} cm, "
-                f"90th percentile {100 * np.percentile(errors, 90):.1f} cm; {off} of {len(errors)} registered "
-                f"images more than {100 * ALIGN_MAX_ERROR_M:.0f} cm off")
+        return (f"Sim3 alignment: camera centres from the given poses median {100 * stats['median']:.1f} cm, "
+                f"90th percentile {100 * stats['p90']:.1f} cm; {stats['over_max_error']} of "
+                f"{len(self.aligned_centre_errors_m)} registered images more than {100 * ALIGN_MAX_ERROR_M:.0f} cm off")
 
 
 def _centre_errors(result: SfmResult, world_positions: np.ndarray) -> np.ndarray:
@@ -288,11 +295,9 @@ def build_map(images: ImageSet, config: MapBuildConfig | None = None, align_tum:
         )
         pram_map.meta["stats"].update({k: v for k, v in asdict(summary).items()
                                        if k not in ("timings_s", "aligned_centre_errors_m")})
-        if aligned_errors is not None and len(aligned_errors):
-            pram_map.meta["stats"]["aligned_centre_error_m"] = {
-                "median": round(float(np.median(aligned_errors)), 4),
-                "p90": round(float(np.percentile(aligned_errors, 90)), 4),
-                "over_max_error": int(np.sum(aligned_errors > ALIGN_MAX_ERROR_M)), "max_error_m": ALIGN_MAX_ERROR_M}
+        alignment = summary.alignment_stats()
+        if alignment is not None:
+            pram_map.meta["stats"]["aligned_centre_error_m"] = alignment
         pram_map.meta["stats"]["timings_s"] = summary.timings_s
         return pram_map, summary
     finally:
