@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from pram_ros.evaluation.metrics import pose_errors
-from pram_ros.localization.localizer import LOST_VARIANCE, Localizer, LocalizerConfig, State
+from pram_ros.localization.localizer import LOST_VARIANCE, Localizer, LocalizerConfig, State, views_overlap
 from pram_ros.mapping.build import images_from_folder
 from pram_ros.mapping.mapfile import load_map, save_map
 from pram_ros.recognition.dataset import label_space
@@ -142,6 +142,41 @@ def test_a_jump_is_reported_only_once_the_next_frames_agree(world, localizer_par
     assert far[0] >= 0.5 or far[1] >= 30.0, far
     localizer.reset()
     _assert_close(localizer.process(frames[sequence[0]][0], 99), frames[sequence[0]][1], "first frame after reset()")
+
+
+def test_a_jump_while_the_view_stays_continuous_is_held_as_a_look_alike(world, localizer_parts):
+    """A kidnap changes the whole image between two frames; a look-alike place does not. While
+    the frames stay continuous, a pose far from the last accepted one is held however many
+    frames agree; a real kidnap is still relocalized within 3 frames."""
+    pram_map, recognizer = localizer_parts
+    frames = _frames(world, "mapping")
+    extractor = Localizer(pram_map, recognizer).extractor
+    features = {index: extractor.extract(frames[index][0]) for index in (8, 9, 11, 28)}
+    assert views_overlap(features[8], features[9], 100, 1024)
+    assert not views_overlap(features[11], features[28], 100, 1024)
+    foreign = extractor.extract(_frames(world, "foreign")[0][0])
+    assert not views_overlap(features[11], foreign, 100, 1024)
+
+    sequence = list(range(3, 12)) + list(range(28, 36))
+    for min_inliers in (100, 0):
+        localizer = Localizer(pram_map, recognizer, LocalizerConfig(reverify_every=0, continuity_min_inliers=min_inliers))
+        results = [localizer.process(frames[frame][0], step) for step, frame in enumerate(sequence[:6])]
+        assert results[-1].localized, results[-1].message
+        # Stand-in for a look-alike: the last accepted pose is 3 m from where the camera is.
+        elsewhere = np.eye(4)
+        elsewhere[:3, 3] = [3.0, 0.0, 0.0]
+        localizer._anchor = (results[-1].cam_from_world @ elsewhere, localizer._frame)
+        results += [localizer.process(frames[frame][0], step) for step, frame in enumerate(sequence[6:], 6)]
+        states = [r.state.name for r in results]
+        if min_inliers:
+            assert all("look-alike" in r.message for r in results[6:9]), [r.message for r in results[6:9]]
+        else:  # without the check the pose is a plain jump, confirmed on its third frame
+            assert "held until" in results[6].message, results[6].message
+            _assert_close(results[8], frames[sequence[8]][1], "third frame after the jump")
+        # The kidnap after frame 11 breaks the view: relocalized within 3 frames either way.
+        recovered = [step for step in range(9, 12) if results[step].localized]
+        assert recovered, states
+        _assert_close(results[recovered[0]], frames[sequence[recovered[0]]][1], "after the kidnap")
 
 
 def test_foreign_images_are_lost(world, localizer_parts):

@@ -19,6 +19,11 @@ ago, is a jump. Look-alike places make such jumps as well as a kidnapped camera 
 jump is reported only once the next `jump_confirm_frames` frames agree with it (tracked
 from it, or relocalized near it; landing far from it too starts a new jump); until then
 those frames are LOST.
+Image continuity (with tracking): a kidnap changes the whole view between two frames, a
+look-alike does not. While every frame since the last accepted pose has matched its
+predecessor's keypoints (epipolar inliers), the camera cannot have jumped, so a pose farther
+from that one than the camera could have moved in the meantime is a look-alike: held (LOST)
+however many frames agree, and the next frame relocalizes instead of tracking from it.
 
 The gate: a pose is reported only with at least `min_inliers` inliers making up at least
 `min_inlier_ratio` of the candidate matches. A rejected pose is never reported, and a
@@ -89,6 +94,15 @@ class LocalizerConfig:
     jump_angle_deg: float = 30.0
     jump_memory_frames: int = 5  # longer lost, the camera may really have moved that far
     jump_confirm_frames: int = 2
+    # Image continuity: consecutive frames whose keypoints give at least this many epipolar
+    # inliers show one view (demo queries: 200-420; unrelated views: under 70); 0 = off.
+    # While the frames since the last accepted pose are continuous, a pose is a look-alike if
+    # it lies farther from that pose than jump_distance_m + continuity_step_m per frame (or
+    # turned more than jump_angle_deg + continuity_step_deg per frame): about twice the
+    # demo camera's fastest motion.
+    continuity_min_inliers: int = 100
+    continuity_step_m: float = 0.1
+    continuity_step_deg: float = 10.0
     # Repeated textures: a match must beat, by match_ratio, the map point elsewhere (at least
     # this far away) whose descriptor is most like its own, even outside the chosen landmarks.
     twin_min_distance_m: float = 0.3
@@ -112,12 +126,15 @@ class LocalizerConfig:
         if self.registration not in ("landmarks", "all_points"):
             raise ValueError("LocalizerConfig: registration must be 'landmarks' or 'all_points', "
                              f"got {self.registration!r}")
-        for name in ("reverify_every", "jump_memory_frames", "jump_confirm_frames"):
+        for name in ("reverify_every", "jump_memory_frames", "jump_confirm_frames", "continuity_min_inliers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"LocalizerConfig: {name} must be >= 0, got {getattr(self, name)}")
         for name in ("jump_distance_m", "jump_angle_deg"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"LocalizerConfig: {name} must be > 0, got {getattr(self, name)}")
+        for name in ("continuity_step_m", "continuity_step_deg"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"LocalizerConfig: {name} must be >= 0, got {getattr(self, name)}")
 
 
 @dataclass
@@ -169,6 +186,7 @@ class _Jump:
     cam_from_world: np.ndarray  # the latest agreeing pose
     agreeing: int  # frames in a row that found it so far
     frame: int  # the last of them
+    look_alike: bool = False  # found while the images stayed continuous: never tracked from
 
 
 class Localizer:
@@ -222,6 +240,8 @@ class Localizer:
         self._frame = 0  # frames processed since
         self._anchor: tuple[np.ndarray, int] | None = None  # last accepted cam_from_world, its frame
         self._jump: _Jump | None = None
+        self._continuous = False  # every frame since the anchor matched its predecessor
+        self._previous_features: Features | None = None  # the last frame's with features extracted
         self._drop_track()
 
     def _drop_track(self) -> None:
@@ -260,7 +280,7 @@ class Localizer:
         if gray is not None and self._klt_ready():
             result = self._track_klt(gray, stamp_ns, timings)
             if result is not None:
-                self._anchor = (result.cam_from_world, self._frame)
+                self._anchor, self._continuous = (result.cam_from_world, self._frame), True
                 result.timings_ms = {**timings, "total_ms": _ms(start)}
                 return result
         tick = time.perf_counter()
@@ -280,6 +300,7 @@ class Localizer:
                 result, recognition = self._verify(features, result, timings)
         if result is None:
             result = self._relocalize(features, stamp_ns, timings, recognition)
+        self._follow_images(features, result, timings)
         if result.localized:
             result = self._continuity(result)
         self._force_relocalize = False
@@ -288,7 +309,7 @@ class Localizer:
         result.timings_ms = {**timings, "total_ms": _ms(start)}
         if not result.localized:
             self._drop_track()
-            if self._jump is not None and self._jump.frame == self._frame:
+            if self._jump is not None and self._jump.frame == self._frame and not self._jump.look_alike:
                 self._poses = [self._jump.cam_from_world]  # the next frame tracks from the held pose
         elif gray is not None:
             self._klt_gray, self._klt_frames = gray, 0
@@ -345,6 +366,7 @@ class Localizer:
 
     def _lost(self, stamp_ns: int, message: str, timings: dict, start: float) -> Result:
         self._drop_track()
+        self._continuous, self._previous_features = False, None  # nothing to compare this frame with
         return Result(stamp_ns, State.LOST, message=message, timings_ms={**timings, "total_ms": _ms(start)})
 
     def _due_for_check(self) -> bool:
@@ -383,8 +405,9 @@ class Localizer:
         matches = self._distinct(features.descriptors[candidates], points, matches)
         registration = self._register(features.keypoints[candidates[matches[:, 0]]], points[matches[:, 1]],
                                       self.config.ransac_max_error_px)
+        result = self._gate(registration, stamp_ns, State.RELOCALIZED, self.config.min_inliers)
         timings["registration_ms"] = _ms(tick)
-        return self._gate(registration, stamp_ns, State.RELOCALIZED, self.config.min_inliers)
+        return result
 
     def _distinct(self, descriptors: np.ndarray, points: np.ndarray, matches: np.ndarray) -> np.ndarray:
         """Drop matches whose map point has a look-alike elsewhere that the keypoint matches
@@ -414,7 +437,16 @@ class Localizer:
 
     def _track(self, features: Features, stamp_ns: int, timings: dict) -> Result | None:
         tick = time.perf_counter()
-        predicted = self._predicted_pose()
+        result = self._register_in_view(features, self._predicted_pose(), stamp_ns, State.TRACKED)
+        timings["tracking_ms"] = _ms(tick)
+        if not result.localized:
+            logger.debug("tracking lost (%s): relocalizing", result.message)
+            return None
+        self._frames_since_check += 1
+        return result
+
+    def _register_in_view(self, features: Features, predicted: np.ndarray, stamp_ns: int, state: State) -> Result:
+        """The keypoints against the map points a predicted pose sees, then PnP and the tracking gate."""
         result = None
         modes = {"descriptor": ("descriptor",), "guided": ("guided",), "hybrid": ("descriptor", "guided")}
         for mode in modes[self.config.track_matching]:
@@ -432,14 +464,9 @@ class Localizer:
                 matches = self._guided_matches(features, points, uv)
             registration = self._register(features.keypoints[matches[:, 0]], points[matches[:, 1]],
                                           self.config.track_ransac_max_error_px)
-            result = self._gate(registration, stamp_ns, State.TRACKED, self.config.min_track_inliers)
+            result = self._gate(registration, stamp_ns, state, self.config.min_track_inliers)
             if result.localized:
                 break
-        timings["tracking_ms"] = _ms(tick)
-        if not result.localized:
-            logger.debug("tracking lost (%s): relocalizing", result.message)
-            return None
-        self._frames_since_check += 1
         return result
 
     def _verify(self, features: Features, tracked: Result, timings: dict) -> tuple[Result | None, Recognition]:
@@ -456,10 +483,28 @@ class Localizer:
                     tracked.landmark_ids.tolist(), ranked.tolist())
         return None, recognition
 
+    def _follow_images(self, features: Features, result: Result, timings: dict) -> None:
+        """Is this frame's view continuous with the last one's? A tracked frame is; any other
+        is checked by matching keypoints, while it matters: with an anchor and an unbroken chain."""
+        previous, self._previous_features = self._previous_features, features
+        if result.state == State.TRACKED or not self._continuous:
+            return
+        if self._anchor is None or previous is None or self.config.continuity_min_inliers == 0:
+            self._continuous = False  # no check: every frame may be a kidnap
+            return
+        tick = time.perf_counter()
+        self._continuous = views_overlap(previous, features, self.config.continuity_min_inliers,
+                                         self.config.max_keypoints)
+        timings["continuity_ms"] = _ms(tick)
+
     def _continuity(self, result: Result) -> Result:
         """Accept a localized result, or hold it as a jump (see the module docstring)."""
         config = self.config
         jump, self._jump = self._jump, None
+        if config.tracking and config.continuity_min_inliers > 0 and self._continuous and self._anchor is not None:
+            frames = self._frame - self._anchor[1]
+            if self._far(result.cam_from_world, self._anchor[0], frames):
+                return self._hold(result, 0, look_alike=True)
         if config.tracking and config.jump_confirm_frames > 0:
             # The held pose, found again on the very next frame?
             agrees = jump is not None and jump.frame == self._frame - 1 and \
@@ -472,21 +517,29 @@ class Localizer:
                     self._far(result.cam_from_world, self._anchor[0]):
                 return self._hold(result, 1)
         self._anchor = (result.cam_from_world, self._frame)
+        self._continuous = True
         return result
 
-    def _far(self, cam_from_world: np.ndarray, reference: np.ndarray) -> bool:
+    def _far(self, cam_from_world: np.ndarray, reference: np.ndarray, continuous_frames: int = 0) -> bool:
+        """Farther than a jump; with continuous_frames, farther than the camera could move in them."""
+        config = self.config
         distance_m, angle_deg = pose_difference(invert(cam_from_world), invert(reference))
-        return distance_m >= self.config.jump_distance_m or angle_deg >= self.config.jump_angle_deg
+        return distance_m >= config.jump_distance_m + continuous_frames * config.continuity_step_m or \
+            angle_deg >= config.jump_angle_deg + continuous_frames * config.continuity_step_deg
 
-    def _hold(self, result: Result, agreeing: int) -> Result:
-        """LOST for now; the pose waits for the next frames to agree with it."""
-        self._jump = _Jump(result.cam_from_world, agreeing, self._frame)
+    def _hold(self, result: Result, agreeing: int, look_alike: bool = False) -> Result:
+        """LOST for now; the pose waits for the next frames to agree with it (a look-alike's,
+        for the images to stop being continuous)."""
+        self._jump = _Jump(result.cam_from_world, agreeing, self._frame, look_alike)
         distance_m, angle_deg = pose_difference(invert(result.cam_from_world), invert(self._anchor[0]))
-        waiting = self.config.jump_confirm_frames + 1 - agreeing
+        where = f"localized {distance_m:.2f} m, {angle_deg:.0f} deg away from the pose {self._frame - self._anchor[1]} " \
+                "frame(s) ago"
+        if look_alike:
+            message = f"{where}, with the view continuous since: a look-alike, held"
+        else:
+            message = f"{where}: held until {self.config.jump_confirm_frames + 1 - agreeing} more agree"
         return Result(result.stamp_ns, State.LOST, landmark_ids=result.landmark_ids, num_inliers=result.num_inliers,
-                      num_candidates=result.num_candidates,
-                      message=f"localized {distance_m:.2f} m, {angle_deg:.0f} deg away from the pose "
-                              f"{self._frame - self._anchor[1]} frame(s) ago: held until {waiting} more agree")
+                      num_candidates=result.num_candidates, message=message)
 
     # ------------------------------------------------------------------------------------
     def _predicted_pose(self) -> np.ndarray:
@@ -594,6 +647,20 @@ def descriptor_twins(descriptors: np.ndarray, xyz: np.ndarray, min_distance_m: f
             best, index = similarity.max(dim=1)
             twins[rows] = torch.where(torch.isfinite(best), index, -1).numpy()
     return twins
+
+
+def views_overlap(first: Features, second: Features, min_inliers: int, max_keypoints: int) -> bool:
+    """Do two images show one view: at least `min_inliers` of their mutual-NN keypoint matches
+    fit one fundamental matrix?"""
+    a, b = first.descriptors[:max_keypoints], second.descriptors[:max_keypoints]
+    if min(len(a), len(b)) < min_inliers:
+        return False
+    matches = match_mutual_nn(a, b, ratio=0.9)
+    if len(matches) < min_inliers:
+        return False
+    _, mask = cv2.findFundamentalMat(first.keypoints[matches[:, 0]].astype(np.float64),
+                                     second.keypoints[matches[:, 1]].astype(np.float64), cv2.FM_RANSAC, 2.0, 0.999)
+    return mask is not None and int(mask.sum()) >= min_inliers
 
 
 def _ms(since: float) -> float:

@@ -92,6 +92,9 @@ class NodeParams:
     jump_angle_deg: float = 30.0
     jump_memory_frames: int = 5
     jump_confirm_frames: int = 2
+    continuity_min_inliers: int = 100
+    continuity_step_m: float = 0.1
+    continuity_step_deg: float = 10.0
     tf_tolerance_s: float = 0.1
 
 
@@ -129,6 +132,13 @@ _DESCRIPTIONS = {
                            IntegerRange(from_value=0, to_value=100000, step=1)),
     "jump_confirm_frames": ("Further frames that must agree before a jump is reported (LOST until then); 0 off.",
                             IntegerRange(from_value=0, to_value=100, step=1)),
+    "continuity_min_inliers": ("Keypoint matches (epipolar inliers) that make two frames one continuous view; "
+                               "a far pose while the view stays continuous is a look-alike, held; 0 off.",
+                               IntegerRange(from_value=0, to_value=10000, step=1)),
+    "continuity_step_m": ("How far the camera may move per frame while the view stays continuous.",
+                          FloatingPointRange(from_value=0.0, to_value=100.0, step=0.0)),
+    "continuity_step_deg": ("How far the camera may turn per frame while the view stays continuous.",
+                            FloatingPointRange(from_value=0.0, to_value=180.0, step=0.0)),
     "tf_tolerance_s": ("How far outside the buffered odometry an image stamp may fall.",
                        FloatingPointRange(from_value=0.0, to_value=5.0, step=0.0)),
 }
