@@ -55,9 +55,11 @@ def _assert_never_wrong(result, world_from_cam_true, context=""):
         assert dt < 0.5 and dr < 5.0, f"{context}: a wrong pose was reported ({dt:.2f} m, {dr:.1f} deg)"
 
 
-def test_relocalizes_every_frame_the_map_covers(world, localizer_parts):
+@pytest.mark.parametrize("matching", [dict(), dict(landmark_matching="pooled", refine_pose=False)],
+                         ids=["per-landmark-refined", "pooled-unrefined"])
+def test_relocalizes_every_frame_the_map_covers(world, localizer_parts, matching):
     pram_map, recognizer = localizer_parts
-    localizer = Localizer(pram_map, recognizer, LocalizerConfig(tracking=False))
+    localizer = Localizer(pram_map, recognizer, LocalizerConfig(tracking=False, **matching))
     # The path turns on the spot in places, where nothing is triangulated well enough to
     # keep: those frames have no map to register against (and must come out LOST).
     observed = np.bincount(pram_map.point_obs_images, minlength=pram_map.num_images)
@@ -85,6 +87,8 @@ def test_exhaustive_baseline_skips_recognition(world, localizer_parts):
         assert "recognition_ms" not in result.timings_ms
     with pytest.raises(ValueError, match="registration"):
         LocalizerConfig(registration="retrieval")
+    with pytest.raises(ValueError, match="landmark_matching"):
+        LocalizerConfig(landmark_matching="landmark-wise")
 
 
 @pytest.mark.xfail(strict=True, reason="known defect (issue 5, open): the demo world tiles the same textures on "

@@ -6,14 +6,18 @@ an RGB or mono image of the map's camera and its stamp. Out: a `Result` with the
 the landmarks used, the inliers, and milliseconds per stage.
 
 Relocalization: features -> recognition -> the most-voted landmarks -> mutual-NN matching
-of the keypoints labelled with them against those landmarks' points, pooled into one PnP
-RANSAC (pycolmap) with refinement -> the acceptance gate.
+of each landmark's points against the keypoints labelled with it (all of them against all
+those points when that fails) -> one PnP RANSAC (pycolmap) with refinement -> the
+acceptance gate -> the pose refined (below).
 Tracking: the previous pose (constant velocity when two are known) predicts which map
 points are in view; the keypoints are matched to those by descriptor (mutual NN, ratio
 and look-alike tests), and only if that fails the gate is each projected point matched to
-the best keypoint within a few pixels of it; PnP and the same gate. Recognition is skipped, except every `reverify_every` frames, when the
-tracked landmarks must be among the most-voted ones. A frame whose tracking fails the gate
-is relocalized at once.
+the best keypoint within a few pixels of it; PnP and the same gate. Recognition is
+skipped, except every `reverify_every` frames, when the tracked landmarks must be among the
+most-voted ones. A frame whose tracking fails the gate is relocalized at once.
+Refinement: a pose from a full frame (relocalized or tracked) is registered once more
+against every map point it sees, each matched to the best keypoint near its projection:
+more inliers, spread over the whole image, which steadies poses under changed lighting.
 Continuity (with tracking): a relocalization far from the last accepted pose, a few frames
 ago, is a jump. Look-alike places make such jumps as well as a kidnapped camera does, so a
 jump is reported only once the next `jump_confirm_frames` frames agree with it (tracked
@@ -85,6 +89,9 @@ class LocalizerConfig:
     # Frames in a row tracked by optical flow (KLT) of the last inliers, skipping feature
     # extraction, before a full frame re-anchors; 0 = off.
     klt_frames: int = 4
+    # Every point followed was an inlier a frame ago: when fewer than this share still fit one
+    # pose, the flow has slipped (fast turns), and the frame takes the full pipeline.
+    klt_min_inlier_ratio: float = 0.6
     reverify_every: int = 10  # tracked frames between recognition checks; 0 never checks
     # Continuity: a localized frame at least this far from (or turned this much against) the
     # last accepted pose, at most jump_memory_frames frames ago, is a jump, reported only
@@ -106,6 +113,14 @@ class LocalizerConfig:
     # Repeated textures: a match must beat, by match_ratio, the map point elsewhere (at least
     # this far away) whose descriptor is most like its own, even outside the chosen landmarks.
     twin_min_distance_m: float = 0.3
+    # Relocalization: "per_landmark" matches each recognized landmark's points against the
+    # keypoints labelled with it (PRAM's landmark-wise registration) and, only if that fails
+    # the gate, all their keypoints against all their points; "pooled" does the latter only.
+    landmark_matching: str = "per_landmark"
+    # A pose from a full frame (relocalized or tracked) is registered once more against every
+    # map point it sees, each matched to the best keypoint near its projection: more inliers,
+    # over the whole image, at track_ransac_max_error_px. Optical-flow frames are not refined.
+    refine_pose: bool = True
     # "landmarks": PRAM, registration against the recognized landmarks' points;
     # "all_points": the exhaustive baseline, every keypoint against every map point.
     registration: str = "landmarks"
@@ -117,12 +132,15 @@ class LocalizerConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"LocalizerConfig: {name} must be >= 1, got {getattr(self, name)}")
-        for name in ("match_ratio", "track_ratio", "min_inlier_ratio"):
+        for name in ("match_ratio", "track_ratio", "min_inlier_ratio", "klt_min_inlier_ratio"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"LocalizerConfig: {name} must lie in (0, 1], got {getattr(self, name)}")
         for name in ("ransac_max_error_px", "track_ransac_max_error_px", "track_radius_px"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"LocalizerConfig: {name} must be > 0, got {getattr(self, name)}")
+        if self.landmark_matching not in ("per_landmark", "pooled"):
+            raise ValueError("LocalizerConfig: landmark_matching must be 'per_landmark' or 'pooled', "
+                             f"got {self.landmark_matching!r}")
         if self.registration not in ("landmarks", "all_points"):
             raise ValueError("LocalizerConfig: registration must be 'landmarks' or 'all_points', "
                              f"got {self.registration!r}")
@@ -340,7 +358,8 @@ class Localizer:
             (uv[:, 0] >= 0) & (uv[:, 0] <= self.width - 1) & (uv[:, 1] >= 0) & (uv[:, 1] <= self.height - 1)
         registration = self._register(uv[keep], self._inlier_points[keep], self.config.track_ransac_max_error_px)
         timings["tracking_ms"] = _ms(tick)
-        result = self._gate(registration, stamp_ns, State.TRACKED, self.config.min_track_inliers)
+        result = self._gate(registration, stamp_ns, State.TRACKED, self.config.min_track_inliers,
+                            self.config.klt_min_inlier_ratio)
         if not result.localized:
             return None  # the full pipeline takes this frame
         self._klt_gray, self._klt_frames = gray, self._klt_frames + 1
@@ -377,11 +396,14 @@ class Localizer:
     def _relocalize(self, features: Features, stamp_ns: int, timings: dict,
                     recognition: Recognition | None = None) -> Result:
         """`recognition`: this frame's, when a failed tracking check already ran it."""
-        if self.config.registration == "all_points":
+        config = self.config
+        if config.registration == "all_points":
             # The exhaustive baseline: no recognition, every keypoint against every map point.
             tick = time.perf_counter()
-            candidates = np.arange(min(len(features), self.config.max_keypoints))
-            points = np.arange(self.map.num_points)
+            every_keypoint = np.arange(min(len(features), config.max_keypoints))
+            every_point = np.arange(self.map.num_points)
+            attempts = [lambda: (every_keypoint, every_point, match_mutual_nn(
+                features.descriptors[every_keypoint], self._descriptors(every_point), ratio=config.match_ratio))]
         else:
             if recognition is None:
                 tick = time.perf_counter()
@@ -394,20 +416,44 @@ class Localizer:
                 timings["registration_ms"] = _ms(tick)
                 return Result(stamp_ns, State.LOST, message="no landmark recognized")
             used = recognition.keypoint_indices
-            candidates = used[np.isin(recognition.labels, ranked)]
-            if len(candidates) < self.config.min_candidates:
-                # Too few keypoints carry the landmarks' labels (background is over-called on
-                # views the map barely covers): let descriptors decide, the gate guards the pose.
-                candidates = used
-            points = np.concatenate([self.landmark_points[k] for k in ranked])
-        matches = match_mutual_nn(features.descriptors[candidates], self._descriptors(points),
-                                  ratio=self.config.match_ratio)
-        matches = self._distinct(features.descriptors[candidates], points, matches)
-        registration = self._register(features.keypoints[candidates[matches[:, 0]]], points[matches[:, 1]],
-                                      self.config.ransac_max_error_px)
-        result = self._gate(registration, stamp_ns, State.RELOCALIZED, self.config.min_inliers)
+            labelled = used[np.isin(recognition.labels, ranked)]
+            # Too few keypoints carry the landmarks' labels (background is over-called on views
+            # the map barely covers): let descriptors decide, the gate guards the pose.
+            pooled = labelled if len(labelled) >= config.min_candidates else used
+            ranked_points = np.concatenate([self.landmark_points[k] for k in ranked])
+            attempts = [lambda: (pooled, ranked_points, match_mutual_nn(
+                features.descriptors[pooled], self._descriptors(ranked_points), ratio=config.match_ratio))]
+            if config.landmark_matching == "per_landmark" and pooled is labelled:
+                attempts.insert(0, lambda: self._landmark_matches(features, recognition, ranked))
+        for attempt in attempts:
+            candidates, points, matches = attempt()
+            matches = self._distinct(features.descriptors[candidates], points, matches)
+            registration = self._register(features.keypoints[candidates[matches[:, 0]]], points[matches[:, 1]],
+                                          config.ransac_max_error_px)
+            result = self._gate(registration, stamp_ns, State.RELOCALIZED, config.min_inliers)
+            if result.localized:
+                if config.refine_pose:
+                    result = self._refine(features, result)
+                break
         timings["registration_ms"] = _ms(tick)
         return result
+
+    def _landmark_matches(self, features: Features, recognition: Recognition,
+                          ranked: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each landmark's points against the keypoints recognition labelled with it, ->
+        (keypoint indices, point indices, matches [K x 2] into those two)."""
+        candidates, points, matches = [], [], []
+        offsets = np.zeros(2, np.int64)
+        for landmark in ranked:
+            keypoints = recognition.keypoint_indices[recognition.labels == landmark]
+            landmark_points = self.landmark_points[landmark]
+            found = match_mutual_nn(features.descriptors[keypoints], self._descriptors(landmark_points),
+                                    ratio=self.config.match_ratio)
+            candidates.append(keypoints)
+            points.append(landmark_points)
+            matches.append(found + offsets)
+            offsets += (len(keypoints), len(landmark_points))
+        return np.concatenate(candidates), np.concatenate(points), np.concatenate(matches)
 
     def _distinct(self, descriptors: np.ndarray, points: np.ndarray, matches: np.ndarray) -> np.ndarray:
         """Drop matches whose map point has a look-alike elsewhere that the keypoint matches
@@ -437,7 +483,10 @@ class Localizer:
 
     def _track(self, features: Features, stamp_ns: int, timings: dict) -> Result | None:
         tick = time.perf_counter()
-        result = self._register_in_view(features, self._predicted_pose(), stamp_ns, State.TRACKED)
+        result = self._register_in_view(features, self._predicted_pose(), stamp_ns, State.TRACKED,
+                                        self.config.track_matching)
+        if result.localized and self.config.refine_pose:
+            result = self._refine(features, result)
         timings["tracking_ms"] = _ms(tick)
         if not result.localized:
             logger.debug("tracking lost (%s): relocalizing", result.message)
@@ -445,11 +494,25 @@ class Localizer:
         self._frames_since_check += 1
         return result
 
-    def _register_in_view(self, features: Features, predicted: np.ndarray, stamp_ns: int, state: State) -> Result:
-        """The keypoints against the map points a predicted pose sees, then PnP and the tracking gate."""
+    def _refine(self, features: Features, accepted: Result) -> Result:
+        """An accepted pose registered again against every map point it sees, matched near
+        their projections (the pose is close by now); the pose itself when that fails the
+        tracking gate."""
+        poses_before = self._poses[:-1]  # the accepted pose is already the track's latest
+        refined = self._register_in_view(features, accepted.cam_from_world, accepted.stamp_ns, accepted.state,
+                                         "guided")
+        if not refined.localized:
+            return accepted
+        self._poses = (poses_before + [refined.cam_from_world])[-2:]
+        return refined
+
+    def _register_in_view(self, features: Features, predicted: np.ndarray, stamp_ns: int, state: State,
+                          matching: str) -> Result:
+        """The keypoints against the map points a predicted pose sees (`matching` as in
+        LocalizerConfig.track_matching), then PnP and the tracking gate."""
         result = None
         modes = {"descriptor": ("descriptor",), "guided": ("guided",), "hybrid": ("descriptor", "guided")}
-        for mode in modes[self.config.track_matching]:
+        for mode in modes[matching]:
             if mode == "descriptor":
                 # Unbiased by the prediction: the points it sees, matched by descriptor alone.
                 uv, depth = project_points(self.points_xyz, predicted, self.K)
@@ -486,6 +549,8 @@ class Localizer:
     def _follow_images(self, features: Features, result: Result, timings: dict) -> None:
         """Is this frame's view continuous with the last one's? A tracked frame is; any other
         is checked by matching keypoints, while it matters: with an anchor and an unbroken chain."""
+        if not self.config.tracking:  # each frame on its own: no continuity to follow
+            return
         previous, self._previous_features = self._previous_features, features
         if result.state == State.TRACKED or not self._continuous:
             return
@@ -607,12 +672,13 @@ class Localizer:
         used = np.argsort(-counts, kind="stable")
         return used[counts[used] > 0]
 
-    def _gate(self, registration: _Registration | None, stamp_ns: int, state: State, min_inliers: int) -> Result:
+    def _gate(self, registration: _Registration | None, stamp_ns: int, state: State, min_inliers: int,
+              min_ratio: float | None = None) -> Result:
         """Accept or reject a registration; an accepted one becomes the track's latest pose."""
         if registration is None:
             return Result(stamp_ns, State.LOST, message="no pose: too few matches")
         ratio = registration.num_inliers / max(registration.num_candidates, 1)
-        if registration.num_inliers < min_inliers or ratio < self.config.min_inlier_ratio \
+        if registration.num_inliers < min_inliers or ratio < (min_ratio or self.config.min_inlier_ratio) \
                 or not np.all(np.isfinite(registration.cam_from_world)):
             return Result(stamp_ns, State.LOST, num_inliers=registration.num_inliers,
                           num_candidates=registration.num_candidates,
