@@ -91,7 +91,7 @@ def test_exhaustive_baseline_skips_recognition(world, localizer_parts):
         LocalizerConfig(landmark_matching="landmark-wise")
 
 
-@pytest.mark.xfail(strict=True, reason="known defect (issue 5, open): the demo world tiles the same textures on "
+@pytest.mark.xfail(strict=True, reason="known defect (issue 5): the demo world tiles the same textures on "
                    "several walls, and a view of a wall the map barely covers registers, with many consistent "
                    "inliers, to a look-alike wall elsewhere; the gate cannot tell these poses apart yet")
 def test_off_path_queries_are_right_or_lost(world, localizer_parts):
@@ -163,7 +163,8 @@ def test_a_jump_while_the_view_stays_continuous_is_held_as_a_look_alike(world, l
 
     sequence = list(range(3, 12)) + list(range(28, 36))
     for min_inliers in (100, 0):
-        localizer = Localizer(pram_map, recognizer, LocalizerConfig(reverify_every=0, continuity_min_inliers=min_inliers))
+        config = LocalizerConfig(reverify_every=0, continuity_min_inliers=min_inliers)
+        localizer = Localizer(pram_map, recognizer, config)
         results = [localizer.process(frames[frame][0], step) for step, frame in enumerate(sequence[:6])]
         assert results[-1].localized, results[-1].message
         # Stand-in for a look-alike: the last accepted pose is 3 m from where the camera is.

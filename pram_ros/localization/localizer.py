@@ -597,8 +597,8 @@ class Localizer:
         for the images to stop being continuous)."""
         self._jump = _Jump(result.cam_from_world, agreeing, self._frame, look_alike)
         distance_m, angle_deg = pose_difference(invert(result.cam_from_world), invert(self._anchor[0]))
-        where = f"localized {distance_m:.2f} m, {angle_deg:.0f} deg away from the pose {self._frame - self._anchor[1]} " \
-                "frame(s) ago"
+        frames_ago = self._frame - self._anchor[1]
+        where = f"localized {distance_m:.2f} m, {angle_deg:.0f} deg away from the pose {frames_ago} frame(s) ago"
         if look_alike:
             message = f"{where}, with the view continuous since: a look-alike, held"
         else:

@@ -193,9 +193,11 @@ def replay_bag(node, config: ReplayConfig, stop: threading.Event | None = None) 
 
             # Reliable (rosbag2 offers best effort): it matches best-effort subscribers such as
             # rclpy's TimeSource as well as reliable ones, and a tick at a message's time is not
-            # lost among the fragments of large images.
-            clock_publisher = node.create_publisher(
-                Clock, "/clock", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+            # lost among the fragments of large images. A second of ticks is kept: a reliable
+            # writer overwrites samples not yet acknowledged, and with 10 a loaded machine
+            # lost the ticks at messages' own times.
+            clock_qos = QoSProfile(depth=max(10, int(config.clock_hz)), reliability=ReliabilityPolicy.RELIABLE)
+            clock_publisher = node.create_publisher(Clock, "/clock", clock_qos)
         logger.info("playing %s: %d messages on %d topics, %.2f s of bag time, at rate %g%s",
                     bag, total, len(publishers), (reader.end_time - reader.start_time) / NS_PER_S, config.rate,
                     ", with /clock" if config.clock else "")
