@@ -55,8 +55,8 @@ def _assert_never_wrong(result, world_from_cam_true, context=""):
         assert dt < 0.5 and dr < 5.0, f"{context}: a wrong pose was reported ({dt:.2f} m, {dr:.1f} deg)"
 
 
-@pytest.mark.parametrize("matching", [dict(), dict(landmark_matching="pooled", refine_pose=False)],
-                         ids=["per-landmark-refined", "pooled-unrefined"])
+@pytest.mark.parametrize("matching", [dict(), dict(landmark_matching="per_landmark", refine_pose=False)],
+                         ids=["pooled-refined", "per-landmark-unrefined"])
 def test_relocalizes_every_frame_the_map_covers(world, localizer_parts, matching):
     pram_map, recognizer = localizer_parts
     localizer = Localizer(pram_map, recognizer, LocalizerConfig(tracking=False, **matching))
