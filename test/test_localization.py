@@ -170,7 +170,7 @@ def test_a_jump_while_the_view_stays_continuous_is_held_as_a_look_alike(world, l
         # Stand-in for a look-alike: the last accepted pose is 3 m from where the camera is.
         elsewhere = np.eye(4)
         elsewhere[:3, 3] = [3.0, 0.0, 0.0]
-        localizer._anchor = (results[-1].cam_from_world @ elsewhere, localizer._frame)
+        localizer._anchor = (results[-1].cam_from_world @ elsewhere, localizer._frame, results[-1].stamp_ns)
         results += [localizer.process(frames[frame][0], step) for step, frame in enumerate(sequence[6:], 6)]
         states = [r.state.name for r in results]
         if min_inliers:

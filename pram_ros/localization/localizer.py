@@ -110,6 +110,10 @@ class LocalizerConfig:
     continuity_min_inliers: int = 100
     continuity_step_m: float = 0.1
     continuity_step_deg: float = 10.0
+    # The same allowance in time, for every jump test (frames the node drops still pass):
+    # about twice the demo camera's 0.5 m/s and 50 deg/s.
+    continuity_speed_mps: float = 1.0
+    continuity_turn_dps: float = 100.0
     # Repeated textures: a match must beat, by match_ratio, the map point elsewhere (at least
     # this far away) whose descriptor is most like its own, even outside the chosen landmarks.
     twin_min_distance_m: float = 0.3
@@ -153,7 +157,7 @@ class LocalizerConfig:
         for name in ("jump_distance_m", "jump_angle_deg"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"LocalizerConfig: {name} must be > 0, got {getattr(self, name)}")
-        for name in ("continuity_step_m", "continuity_step_deg"):
+        for name in ("continuity_step_m", "continuity_step_deg", "continuity_speed_mps", "continuity_turn_dps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"LocalizerConfig: {name} must be >= 0, got {getattr(self, name)}")
 
@@ -207,6 +211,7 @@ class _Jump:
     cam_from_world: np.ndarray  # the latest agreeing pose
     agreeing: int  # frames in a row that found it so far
     frame: int  # the last of them
+    stamp_ns: int  # its stamp
     look_alike: bool = False  # found while the images stayed continuous: never tracked from
 
 
@@ -259,7 +264,7 @@ class Localizer:
         """Forget every earlier frame (a new sequence): the next frame relocalizes, with no
         continuity check against an old pose."""
         self._frame = 0  # frames processed since
-        self._anchor: tuple[np.ndarray, int] | None = None  # last accepted cam_from_world, its frame
+        self._anchor: tuple[np.ndarray, int, int] | None = None  # last accepted cam_from_world, frame, stamp_ns
         self._jump: _Jump | None = None
         self._continuous = False  # every frame since the anchor matched its predecessor
         self._previous_features: Features | None = None  # the last frame's with features extracted
@@ -301,7 +306,7 @@ class Localizer:
         if gray is not None and self._klt_ready():
             result = self._track_klt(gray, stamp_ns, timings)
             if result is not None:
-                self._anchor, self._continuous = (result.cam_from_world, self._frame), True
+                self._anchor, self._continuous = (result.cam_from_world, self._frame, stamp_ns), True
                 result.timings_ms = {**timings, "total_ms": _ms(start)}
                 return result
         tick = time.perf_counter()
@@ -571,34 +576,39 @@ class Localizer:
         jump, self._jump = self._jump, None
         if config.tracking and config.continuity_min_inliers > 0 and self._continuous and self._anchor is not None:
             frames = self._frame - self._anchor[1]
-            if self._far(result.cam_from_world, self._anchor[0], frames):
+            if self._far(result.cam_from_world, self._anchor[0], self._anchor[2], result.stamp_ns, frames):
                 return self._hold(result, 0, look_alike=True)
         if config.tracking and config.jump_confirm_frames > 0:
             # The held pose, found again on the very next frame?
             agrees = jump is not None and jump.frame == self._frame - 1 and \
-                not self._far(result.cam_from_world, jump.cam_from_world)
+                not self._far(result.cam_from_world, jump.cam_from_world, jump.stamp_ns, result.stamp_ns)
             if agrees and jump.agreeing < config.jump_confirm_frames:
                 return self._hold(result, jump.agreeing + 1)
             # Otherwise relocalized far away, or tracked away from a held pose: a new jump.
             if not agrees and self._anchor is not None and \
                     self._frame - self._anchor[1] <= config.jump_memory_frames and \
-                    self._far(result.cam_from_world, self._anchor[0]):
+                    self._far(result.cam_from_world, self._anchor[0], self._anchor[2], result.stamp_ns):
                 return self._hold(result, 1)
-        self._anchor = (result.cam_from_world, self._frame)
+        self._anchor = (result.cam_from_world, self._frame, result.stamp_ns)
         self._continuous = True
         return result
 
-    def _far(self, cam_from_world: np.ndarray, reference: np.ndarray, continuous_frames: int = 0) -> bool:
-        """Farther than a jump; with continuous_frames, farther than the camera could move in them."""
+    def _far(self, cam_from_world: np.ndarray, reference: np.ndarray, reference_stamp_ns: int, stamp_ns: int,
+             continuous_frames: int = 0) -> bool:
+        """Farther than a jump plus what the camera could have moved since the reference: in
+        the time between the stamps (frames the node dropped count) or, with continuous_frames,
+        in that many frames (stamps may not be times), whichever allows more."""
         config = self.config
+        elapsed_s = max(stamp_ns - reference_stamp_ns, 0) / 1e9
         distance_m, angle_deg = pose_difference(invert(cam_from_world), invert(reference))
-        return distance_m >= config.jump_distance_m + continuous_frames * config.continuity_step_m or \
-            angle_deg >= config.jump_angle_deg + continuous_frames * config.continuity_step_deg
+        moved_m = max(continuous_frames * config.continuity_step_m, elapsed_s * config.continuity_speed_mps)
+        turned_deg = max(continuous_frames * config.continuity_step_deg, elapsed_s * config.continuity_turn_dps)
+        return distance_m >= config.jump_distance_m + moved_m or angle_deg >= config.jump_angle_deg + turned_deg
 
     def _hold(self, result: Result, agreeing: int, look_alike: bool = False) -> Result:
         """LOST for now; the pose waits for the next frames to agree with it (a look-alike's,
         for the images to stop being continuous)."""
-        self._jump = _Jump(result.cam_from_world, agreeing, self._frame, look_alike)
+        self._jump = _Jump(result.cam_from_world, agreeing, self._frame, result.stamp_ns, look_alike)
         distance_m, angle_deg = pose_difference(invert(result.cam_from_world), invert(self._anchor[0]))
         frames_ago = self._frame - self._anchor[1]
         where = f"localized {distance_m:.2f} m, {angle_deg:.0f} deg away from the pose {frames_ago} frame(s) ago"

@@ -95,6 +95,8 @@ class NodeParams:
     continuity_min_inliers: int = 100
     continuity_step_m: float = 0.1
     continuity_step_deg: float = 10.0
+    continuity_speed_mps: float = 1.0
+    continuity_turn_dps: float = 100.0
     tf_tolerance_s: float = 0.1
 
 
@@ -139,6 +141,10 @@ _DESCRIPTIONS = {
                           FloatingPointRange(from_value=0.0, to_value=100.0, step=0.0)),
     "continuity_step_deg": ("How far the camera may turn per frame while the view stays continuous.",
                             FloatingPointRange(from_value=0.0, to_value=180.0, step=0.0)),
+    "continuity_speed_mps": ("How fast the camera may move (m/s): a pose farther from the last one is a jump.",
+                             FloatingPointRange(from_value=0.0, to_value=100.0, step=0.0)),
+    "continuity_turn_dps": ("How fast the camera may turn (deg/s): a pose turned more is a jump.",
+                            FloatingPointRange(from_value=0.0, to_value=3600.0, step=0.0)),
     "tf_tolerance_s": ("How far outside the buffered odometry an image stamp may fall.",
                        FloatingPointRange(from_value=0.0, to_value=5.0, step=0.0)),
 }
