@@ -45,7 +45,8 @@ def localization_world(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def localization_map(localization_world) -> Path:
     """The map of `localization_world` and, beside it, a quickly trained recognizer; -> map path."""
-    from pram_ros.mapping.build import MapBuildConfig, build_map, images_from_folder
+    from pram_ros.io.imageset import images_from_folder
+    from pram_ros.mapping.build import MapBuildConfig, build_map
     from pram_ros.mapping.mapfile import save_map
     from pram_ros.recognition.dataset import label_space
     from pram_ros.recognition.modelfile import default_model_path, save_model

@@ -8,7 +8,9 @@ import pytest
 import yaml
 from scipy.spatial.transform import Rotation
 
-from pram_ros.evaluation.bagio import (
+from pram_ros.geometry import interpolate_transforms, invert, transform_from_quat
+from pram_ros.io.camera import load_camera_yaml
+from pram_ros.io.rosbag import (
     BASE_FROM_CAMERA,
     BagTopics,
     bag_storage,
@@ -16,8 +18,7 @@ from pram_ros.evaluation.bagio import (
     iter_bag_messages,
     write_sequence_bag,
 )
-from pram_ros.geometry import interpolate_transforms, invert, transform_from_quat
-from pram_ros.world.io import load_camera_yaml, load_tum
+from pram_ros.io.tum import load_tum
 
 TOPICS = BagTopics()
 

@@ -29,20 +29,21 @@ class Sequence:
     world_from_cam: np.ndarray
 
     def image(self, index: int) -> np.ndarray:
-        from pram_ros.world.io import load_image
+        from pram_ros.io.images import load_image
 
         return load_image(self.path / "images" / f"{index:06d}.png")
 
     def depth(self, index: int) -> np.ndarray:
-        from pram_ros.world.io import load_depth
+        from pram_ros.io.images import load_depth
 
         return load_depth(self.path / "depth" / f"{index:06d}.png")
 
 
 @pytest.fixture(scope="module")
 def sequence(tmp_path_factory) -> Sequence:
+    from pram_ros.io.camera import load_camera_yaml
+    from pram_ros.io.tum import load_tum
     from pram_ros.world.generate import WorldConfig, generate_world
-    from pram_ros.world.io import load_camera_yaml, load_tum
 
     out = tmp_path_factory.mktemp("features") / "world"
     generate_world(out, WorldConfig(seed=1, frames=FRAMES, write_bags=False, sequences=("mapping",)))

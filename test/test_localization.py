@@ -12,8 +12,11 @@ import pytest
 import torch
 
 from pram_ros.evaluation.metrics import pose_errors
-from pram_ros.localization.localizer import LOST_VARIANCE, Localizer, LocalizerConfig, State, views_overlap
-from pram_ros.mapping.build import images_from_folder
+from pram_ros.io.imageset import images_from_folder
+from pram_ros.localization import LOST_VARIANCE, Localizer, LocalizerConfig, State
+from pram_ros.localization.baselines import ExhaustiveLocalizer
+from pram_ros.localization.continuity import Anchor, views_overlap
+from pram_ros.localization.loading import LocalizerParts, create_localizer
 from pram_ros.mapping.mapfile import load_map, save_map
 from pram_ros.recognition.dataset import label_space
 from pram_ros.recognition.model import Recognizer
@@ -78,15 +81,15 @@ def test_relocalizes_every_frame_the_map_covers(world, localizer_parts, matching
 
 def test_exhaustive_baseline_skips_recognition(world, localizer_parts):
     pram_map, recognizer = localizer_parts
-    localizer = Localizer(pram_map, recognizer, LocalizerConfig(tracking=False, registration="all_points"))
+    localizer = ExhaustiveLocalizer(pram_map, LocalizerConfig(tracking=False))
     observed = np.bincount(pram_map.point_obs_images, minlength=pram_map.num_images)
     frames = _frames(world, "mapping")
     for index in [i for i in range(pram_map.num_images) if observed[i] >= 300][:4]:
         result = localizer.process(frames[index][0], index)
         _assert_close(result, frames[index][1], f"mapping frame {index}")
         assert "recognition_ms" not in result.timings_ms
-    with pytest.raises(ValueError, match="registration"):
-        LocalizerConfig(registration="retrieval")
+    with pytest.raises(ValueError, match="method"):
+        create_localizer("retrieval-ish", LocalizerParts(None, pram_map, None, localizer.extractor))
     with pytest.raises(ValueError, match="landmark_matching"):
         LocalizerConfig(landmark_matching="landmark-wise")
 
@@ -170,7 +173,8 @@ def test_a_jump_while_the_view_stays_continuous_is_held_as_a_look_alike(world, l
         # Stand-in for a look-alike: the last accepted pose is 3 m from where the camera is.
         elsewhere = np.eye(4)
         elsewhere[:3, 3] = [3.0, 0.0, 0.0]
-        localizer._anchor = (results[-1].cam_from_world @ elsewhere, localizer._frame, results[-1].stamp_ns)
+        localizer.continuity.anchor = Anchor(results[-1].cam_from_world @ elsewhere, localizer.frame,
+                                             results[-1].stamp_ns)
         results += [localizer.process(frames[frame][0], step) for step, frame in enumerate(sequence[6:], 6)]
         states = [r.state.name for r in results]
         if min_inliers:
@@ -253,3 +257,12 @@ def test_degenerate_inputs_are_lost_not_errors(world, localizer_parts):
     blind = Localizer(pram_map, Recognizer(blind_net))
     result = blind.process(_frames(world, "mapping")[0][0], 0)
     assert result.state == State.LOST and "no landmark" in result.message
+
+
+def test_config_refuses_values_outside_their_declared_range():
+    with pytest.raises(ValueError, match=r"LocalizerConfig.min_inliers must be in \[6, 10000\], got 2"):
+        LocalizerConfig(min_inliers=2)
+    with pytest.raises(ValueError, match="LocalizerConfig.tracking must be true or false"):
+        LocalizerConfig(tracking="yes")
+    with pytest.raises(ValueError, match="match_ratio"):
+        LocalizerConfig(match_ratio=0.0)

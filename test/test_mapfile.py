@@ -15,13 +15,13 @@ from pram_ros.mapping.mapfile import (
     MAP_VERSION,
     MapFileError,
     PramMap,
-    describe_map,
     load_map,
     map_fingerprint,
     save_map,
     to_npz_arrays,
-    validate,
 )
+from pram_ros.mapping.mapinfo import describe_map
+from pram_ros.mapping.mapvalidate import validate
 
 NUM_IMAGES, NUM_POINTS, DIM, NUM_LANDMARKS = 12, 300, 64, 5
 

@@ -7,11 +7,13 @@ import pytest
 
 from pram_ros.evaluation.mapcheck import surface_errors_m
 from pram_ros.geometry import invert
-from pram_ros.mapping.build import MapBuildConfig, build_map, images_from_bag, images_from_folder
-from pram_ros.mapping.mapfile import MapFileError, describe_map, load_map, map_fingerprint, save_map
+from pram_ros.io.imageset import images_from_bag, images_from_folder
+from pram_ros.io.tum import load_tum
+from pram_ros.mapping.build import MapBuildConfig, build_map
+from pram_ros.mapping.mapfile import MapFileError, load_map, map_fingerprint, save_map
+from pram_ros.mapping.mapinfo import describe_map
 from pram_ros.mapping.sfm import SfmConfig, align_to_positions, reconstruct
 from pram_ros.world.generate import WorldConfig, generate_world
-from pram_ros.world.io import load_tum
 
 from conftest import REPO
 
@@ -107,7 +109,7 @@ def test_sfm_without_poses_on_real_photos_matches_reference_up_to_sim3(tmp_path)
     from scipy.spatial.transform import Rotation
 
     from pram_ros.features import create_extractor
-    from pram_ros.world.io import load_image
+    from pram_ros.io.images import load_image
 
     rows = [line.split() for line in (SACRE_COEUR / "reference_poses.txt").read_text().splitlines()
             if line.strip() and not line.startswith("#")]

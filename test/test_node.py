@@ -19,11 +19,13 @@ from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import MarkerArray
 
 from conftest import REPO, spin_until, stop_process, venv_executable
-from pram_ros.evaluation.bagio import BASE_FROM_CAMERA, deserialize, iter_bag_messages
 from pram_ros.evaluation.metrics import pose_errors
-from pram_ros.localization.localizer import LocalizerConfig
+from pram_ros.io.images import load_image
+from pram_ros.io.rosbag import BASE_FROM_CAMERA, deserialize, iter_bag_messages
+from pram_ros.io.tum import load_tum
+from pram_ros.localization import LocalizerConfig
 from pram_ros.msg import LocalizationStatus
-from pram_ros.ros.node import _DESCRIPTIONS, NodeParams
+from pram_ros.ros.params import NodeParams, parameter_specs
 from pram_ros.ros.tf import (
     StaticTfBroadcaster,
     TfBuffer,
@@ -33,7 +35,6 @@ from pram_ros.ros.tf import (
     pose_msg_from_matrix,
     transform_stamped_msg,
 )
-from pram_ros.world.io import load_image, load_tum
 
 LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -290,18 +291,34 @@ def test_node_refuses_a_missing_map(processes, tmp_path):
     assert str(missing) in err and "Traceback" not in err
 
 
-def test_params_file_lists_every_parameter_and_node_localizer_names_agree():
+def test_node_refuses_a_localizer_parameter_out_of_range(processes, tmp_path):
+    """Localizer parameters are declared with their ranges: a bad one stops the node with
+    one line naming it, before the map is read."""
+    process = processes.start([venv_executable("pram_node"), "--ros-args", "-p", f"map_path:={tmp_path / 'm.npz'}",
+                               "-p", "min_inliers:=2"])
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 2, err[-2000:]
+    assert "min_inliers" in err and "[6, 10000]" in err and "Traceback" not in err, err[-2000:]
+
+
+def test_params_file_lists_every_declared_parameter_with_its_default():
+    """The node declares its own parameters and the localizer's from one definition each
+    (NodeParams, LocalizerConfig); config/pram.yaml must list exactly those, with their defaults."""
     params = yaml.safe_load((REPO / "config" / "pram.yaml").read_text())["pram_node"]["ros__parameters"]
-    names = {f.name for f in fields(NodeParams)}
-    assert set(params) == names, f"only in pram.yaml: {set(params) - names}; only in NodeParams: {names - set(params)}"
-    assert set(_DESCRIPTIONS) == names
-    defaults = {f.name: f.default for f in fields(NodeParams)}
-    differ = {name: value for name, value in params.items() if value != defaults[name]}
-    assert not differ, f"pram.yaml and NodeParams defaults differ: {differ}"
-    # Node parameters named like LocalizerConfig fields set those fields: their defaults must agree.
-    for field in fields(LocalizerConfig):
-        if field.name in defaults and field.name not in ("device", "num_threads"):
-            assert defaults[field.name] == field.default, field.name
+    specs = parameter_specs()
+    names = [spec.name for spec in specs]
+    assert len(set(names)) == len(names), "a node parameter and a localizer parameter share a name"
+    assert {f.name for f in fields(NodeParams)} | {f.name for f in fields(LocalizerConfig)} == set(names)
+    assert set(params) == set(names), \
+        f"only in pram.yaml: {set(params) - set(names)}; not in pram.yaml: {set(names) - set(params)}"
+    differ = {spec.name: (params[spec.name], spec.default) for spec in specs if params[spec.name] != spec.default}
+    assert not differ, f"pram.yaml and the declared defaults differ (yaml, declared): {differ}"
+    for spec in specs:
+        assert spec.doc, spec.name
+        if spec.low is not None:
+            assert spec.low <= spec.default <= spec.high, spec
+        if spec.choices is not None:
+            assert spec.default in spec.choices, spec
 
 
 def test_cli_eval_live_reports_a_bag_replayed_through_the_node(processes, localization_world, localization_map,

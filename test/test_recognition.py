@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from pram_ros.features import Features
-from pram_ros.mapping.build import MapBuildConfig, build_map, images_from_folder
+from pram_ros.io.imageset import images_from_folder
+from pram_ros.mapping.build import MapBuildConfig, build_map
 from pram_ros.mapping.mapfile import load_map, save_map
 from pram_ros.recognition.dataset import (
     IGNORE,

@@ -5,12 +5,11 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pytest
 import rclpy
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from conftest import spin_until, stop_process, venv_executable
-from pram_ros.evaluation.bagio import BagTopics, deserialize, iter_bag_messages
+from pram_ros.io.rosbag import BagTopics, deserialize, iter_bag_messages
 
 TOPICS = BagTopics()
 

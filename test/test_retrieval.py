@@ -12,17 +12,17 @@ import numpy as np
 import pytest
 
 from pram_ros.evaluation.metrics import pose_errors
-from pram_ros.localization.localizer import State
-from pram_ros.localization.retrieval import (
+from pram_ros.io.imageset import images_from_folder
+from pram_ros.localization import State
+from pram_ros.localization.baselines import RetrievalLocalizer
+from pram_ros.mapping.mapfile import load_map
+from pram_ros.mapping.retrieval_db import (
     RetrievalDatabaseError,
-    RetrievalLocalizer,
     build_retrieval_database,
     default_database_path,
     load_retrieval_database,
     save_retrieval_database,
 )
-from pram_ros.mapping.build import images_from_folder
-from pram_ros.mapping.mapfile import load_map
 
 from conftest import REPO
 

@@ -14,11 +14,14 @@ import yaml
 
 pytest.importorskip("moderngl")
 
-from pram_ros.world import io  # noqa: E402
+from pram_ros.io.camera import load_camera_yaml  # noqa: E402
+from pram_ros.io.images import load_depth, load_image  # noqa: E402
+from pram_ros.io.tum import load_tum  # noqa: E402
 from pram_ros.world import textures as tex  # noqa: E402
 from pram_ros.world.generate import SEQUENCES, WorldConfig, build_world, generate_world, plan_paths  # noqa: E402
+from pram_ros.world.layout import Layout, Room, make_layout  # noqa: E402
 from pram_ros.world.render import Renderer  # noqa: E402
-from pram_ros.world.scene import LIGHTINGS, Layout, Quad, Room, Scene, make_layout  # noqa: E402
+from pram_ros.world.scene import LIGHTINGS, Quad, Scene  # noqa: E402
 
 TINY = dict(frames=60, query_frames=14, foreign_frames=8, width=256, height=192, write_bags=False)
 
@@ -42,8 +45,8 @@ def world(tmp_path_factory) -> Path:
 
 def _sequence(world: Path, name: str):
     folder = world / name
-    stamps_ns, world_from_cam = io.load_tum(folder / "poses.tum")
-    K, width, height = io.load_camera_yaml(folder / "camera.yaml")
+    stamps_ns, world_from_cam = load_tum(folder / "poses.tum")
+    K, width, height = load_camera_yaml(folder / "camera.yaml")
     meta = yaml.safe_load((folder / "sequence.yaml").read_text())
     return folder, stamps_ns, world_from_cam, K, width, height, meta
 
@@ -65,7 +68,7 @@ def test_sequences_exist_with_counts(world):
         assert (width, height) == (config.width, config.height)
         np.testing.assert_allclose(K, config.K())
         assert np.all(np.diff(stamps_ns) == meta["period_ns"]) and stamps_ns[0] == meta["t0_ns"]
-        image = io.load_image(folder / "images" / "000000.png")
+        image = load_image(folder / "images" / "000000.png")
         assert image.shape == (height, width, 3) and image.dtype == np.uint8
     starts = [_sequence(world, name)[1] for name in SEQUENCES]
     for earlier, later in zip(starts[:-1], starts[1:]):
@@ -77,7 +80,7 @@ def test_tum_lines_are_exact(world):
     fields = line.split()
     assert fields[0] == "1700000000.100000000"
     assert float(fields[7]) >= 0.0  # qw >= 0
-    stamps_ns, _ = io.load_tum(world / "mapping" / "poses.tum")
+    stamps_ns, _ = load_tum(world / "mapping" / "poses.tum")
     assert stamps_ns.dtype == np.int64 and stamps_ns[1] == 1_700_000_000_100_000_000
 
 
@@ -99,8 +102,8 @@ def _reprojection_errors(folder: Path, a: int, b: int, K, world_from_cam, stride
     Only points seen by both frames count: b's depth at the projected pixel must match
     the point's depth in b.
     """
-    depth_a = io.load_depth(folder / "depth" / f"{a:06d}.png")
-    depth_b = io.load_depth(folder / "depth" / f"{b:06d}.png")
+    depth_a = load_depth(folder / "depth" / f"{a:06d}.png")
+    depth_b = load_depth(folder / "depth" / f"{b:06d}.png")
     height, width = depth_a.shape
     K_inv = np.linalg.inv(K)
     v, u = np.mgrid[0:height:stride, 0:width:stride]
@@ -173,14 +176,14 @@ def test_images_textured_and_cameras_clear_of_walls(world):
     for name in SEQUENCES:
         folder, _, _, _, _, _, _ = _sequence(world, name)
         for path in sorted((folder / "images").glob("*.png")):
-            gray = io.load_image(path).mean(axis=2)
+            gray = load_image(path).mean(axis=2)
             assert gray.std() > 15, f"{path}: too flat (std {gray.std():.1f})"
             assert 30 < gray.mean() < 225, f"{path}: too dark or bright (mean {gray.mean():.0f})"
             # Texture everywhere: most 16 px blocks have some contrast.
             h, w = gray.shape
             blocks = gray[: h // 16 * 16, : w // 16 * 16].reshape(h // 16, 16, w // 16, 16).std(axis=(1, 3))
             assert (blocks > 3).mean() > 0.8, f"{path}: large untextured areas"
-            depth = io.load_depth(path.parent.parent / "depth" / path.name)
+            depth = load_depth(path.parent.parent / "depth" / path.name)
             assert (depth > 0).all(), f"{path}: the world is closed, every pixel must hit something"
             assert (depth > 0.3).mean() > 0.95, f"{path}: camera too close to a surface"
             assert np.median(depth) > 0.5, f"{path}: camera stares at a surface"
@@ -195,8 +198,8 @@ def test_queries_leave_the_mapping_path(world):
 def test_lighting_changes_only_in_query_lighting(world):
     assert _sequence(world, "query_lighting")[-1]["lighting"] == "changed"
     assert _sequence(world, "query_offpath")[-1]["lighting"] == "default"
-    lit = np.mean([io.load_image(p).mean() for p in sorted((world / "query_offpath" / "images").glob("*.png"))])
-    dim = np.mean([io.load_image(p).mean() for p in sorted((world / "query_lighting" / "images").glob("*.png"))])
+    lit = np.mean([load_image(p).mean() for p in sorted((world / "query_offpath" / "images").glob("*.png"))])
+    dim = np.mean([load_image(p).mean() for p in sorted((world / "query_lighting" / "images").glob("*.png"))])
     assert dim < 0.85 * lit
 
 

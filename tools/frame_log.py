@@ -12,11 +12,9 @@ import logging
 from pathlib import Path
 
 from pram_ros.evaluation.metrics import WRONG_R_DEG, WRONG_T_M, pose_errors
-from pram_ros.localization.localizer import Localizer, LocalizerConfig
-from pram_ros.mapping.build import images_from_folder
-from pram_ros.mapping.mapfile import load_map
-from pram_ros.recognition.modelfile import default_model_path, load_model
-from pram_ros.world.io import load_tum
+from pram_ros.io.imageset import images_from_folder
+from pram_ros.io.tum import load_tum
+from pram_ros.localization import load_localizer
 
 
 def main() -> None:
@@ -29,10 +27,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    pram_map = load_map(args.map)
-    model = load_model(default_model_path(args.map), [(str(args.map), pram_map)])
-    localizer = Localizer(pram_map, model.recognizer,
-                          LocalizerConfig(tracking=not args.no_tracking, num_threads=args.threads))
+    localizer = load_localizer(args.map, method="pram-reloc" if args.no_tracking else "pram", num_threads=args.threads)
     images = images_from_folder(args.sequence / "images", None, args.sequence / "poses.tum")
     stamps_ns, _ = load_tum(args.sequence / "poses.tum")  # the jump tests allow motion by time
     counts = {"ok": 0, "off": 0, "WRONG": 0, "LOST": 0}

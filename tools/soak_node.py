@@ -16,13 +16,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import rclpy
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 
+from pram_ros.io.camera import load_camera_yaml
+from pram_ros.io.images import load_image
 from pram_ros.msg import LocalizationStatus
-from pram_ros.world.io import load_camera_yaml, load_image
 
 
 def rss_mb(pid: int) -> float:

@@ -1,6 +1,6 @@
 """`pram bench`: every localization method on the same query sequences, in one process.
 
-In: a map, its recognizer, its retrieval database (localization/retrieval.py) and query
+In: a map, its recognizer, its retrieval database (mapping/retrieval_db.py) and query
 sequences with ground truth (the demo world's `query_*` folders). Each method runs over
 every sequence, one method after another, one image at a time, with the same extractor and
 the same thread count (2 by default, as on the target CPU). Out: a dict (bench.json) with,
@@ -25,34 +25,15 @@ from tqdm import tqdm
 
 from pram_ros.evaluation.metrics import sequence_metrics
 from pram_ros.evaluation.report import ground_truth_stamps, run_sequence
-from pram_ros.features import FeatureExtractor
-from pram_ros.localization.localizer import Localizer, LocalizerConfig
-from pram_ros.localization.retrieval import RetrievalDatabase, RetrievalLocalizer
-from pram_ros.mapping.build import ImageSet, images_from_folder
-from pram_ros.mapping.mapfile import PramMap
-from pram_ros.recognition.model import Recognizer
-from pram_ros.world.io import load_image
+from pram_ros.io.images import load_image
+from pram_ros.io.imageset import ImageSet, images_from_folder
+from pram_ros.localization import METHODS, Localizer, LocalizerParts, create_localizer
+from pram_ros.mapping.retrieval_db import RetrievalDatabase
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("pram", "pram-reloc", "exhaustive", "retrieval")
 BASELINES = ("retrieval", "exhaustive")
 STAGES = ("features_ms", "recognition_ms", "tracking_ms", "retrieval_ms", "registration_ms")
-
-
-def create_localizer(method: str, pram_map: PramMap, recognizer: Recognizer | None,
-                     database: RetrievalDatabase | None = None, num_threads: int | None = None,
-                     extractor: FeatureExtractor | None = None) -> Localizer:
-    """The Localizer of a method name (METHODS), with its default configuration."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}, expected one of {list(METHODS)}")
-    if method == "retrieval":
-        if database is None:
-            raise ValueError("method 'retrieval' needs a retrieval database")
-        return RetrievalLocalizer(pram_map, database, LocalizerConfig(num_threads=num_threads), extractor=extractor)
-    config = LocalizerConfig(tracking=method == "pram", num_threads=num_threads,
-                             registration="all_points" if method == "exhaustive" else "landmarks")
-    return Localizer(pram_map, recognizer, config, extractor)
 
 
 @dataclass
@@ -142,8 +123,8 @@ def run_method(method: str, localizer: Localizer, sequences: list[QuerySequence]
     return entry
 
 
-def run_bench(pram_map: PramMap, recognizer: Recognizer, database: RetrievalDatabase | None,
-              sequences: list[QuerySequence], extractor: FeatureExtractor, config: BenchConfig | None = None) -> dict:
+def run_bench(parts: LocalizerParts, database: RetrievalDatabase | None, sequences: list[QuerySequence],
+              config: BenchConfig | None = None) -> dict:
     """Run every method over every sequence (see the module docstring) -> the bench.json dict."""
     config = config or BenchConfig()
     unknown = [m for m in config.methods if m not in METHODS]
@@ -155,10 +136,10 @@ def run_bench(pram_map: PramMap, recognizer: Recognizer, database: RetrievalData
     methods: dict[str, dict] = {}
     progress = tqdm(total=len(config.methods) * len(sequences), desc="bench", unit="sequence")
     for method in config.methods:
-        localizer = create_localizer(method, pram_map, recognizer, database, config.threads, extractor)
+        localizer = create_localizer(method, parts, database=database)
         methods[method] = run_method(method, localizer, sequences, config.warmup_frames, progress)
     progress.close()
-    return {"threads": config.threads, "image_size": [width, height], "map_points": pram_map.num_points,
+    return {"threads": config.threads, "image_size": [width, height], "map_points": parts.map.num_points,
             "sequences": {s.name: len(s.images.names) for s in sequences}, **config.extra,
             "methods": methods, "ratios": speed_ratios(methods)}
 

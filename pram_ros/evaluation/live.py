@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pram_ros.evaluation.bagio import deserialize, iter_bag_messages
 from pram_ros.evaluation.report import SequenceRun, write_report
-from pram_ros.localization.localizer import Result, State
+from pram_ros.io.rosbag import deserialize, iter_bag_messages
+from pram_ros.localization import Result, State
 
 logger = logging.getLogger(__name__)
 

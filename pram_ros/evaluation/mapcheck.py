@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from pram_ros.geometry import in_view, project_points
+from pram_ros.io.images import load_depth
 from pram_ros.mapping.mapfile import PramMap
-from pram_ros.world.io import load_depth
 
 
 def surface_errors_m(pram_map: PramMap, sequence_dir: Path, image_step: int = 1) -> np.ndarray:

@@ -16,9 +16,9 @@ import numpy as np
 from tqdm import tqdm
 
 from pram_ros.evaluation.metrics import pose_errors, sequence_metrics
-from pram_ros.localization.localizer import Localizer, Result
-from pram_ros.mapping.build import ImageSet
-from pram_ros.world.io import load_tum, save_tum
+from pram_ros.io.imageset import ImageSet
+from pram_ros.io.tum import load_tum, save_tum
+from pram_ros.localization import Localizer, Result
 
 
 @dataclass

@@ -89,7 +89,7 @@ def resident_bytes() -> dict[str, int]:
 # Preparing a world: render, map, recognizer, retrieval database (each reused when present)
 
 def prepare_world(out: Path, rooms: int, config: ScaleConfig) -> WorldFiles:
-    from pram_ros.localization.retrieval import default_database_path
+    from pram_ros.mapping.retrieval_db import default_database_path
     from pram_ros.recognition.modelfile import default_model_path
 
     world = out / "worlds" / f"rooms{rooms}"
@@ -121,7 +121,8 @@ def _render(files: WorldFiles, config: ScaleConfig) -> None:
 
 
 def _build_map(files: WorldFiles, config: ScaleConfig) -> None:
-    from pram_ros.mapping.build import MapBuildConfig, build_map, images_from_folder
+    from pram_ros.io.imageset import images_from_folder
+    from pram_ros.mapping.build import MapBuildConfig, build_map
     from pram_ros.mapping.mapfile import save_map
 
     mapping = files.world / "mapping"
@@ -135,22 +136,17 @@ def _build_map(files: WorldFiles, config: ScaleConfig) -> None:
 def _train(files: WorldFiles, config: ScaleConfig) -> None:
     from pram_ros.mapping.mapfile import load_map
     from pram_ros.recognition.dataset import LabelConfig
-    from pram_ros.recognition.modelfile import save_model
-    from pram_ros.recognition.train import TrainConfig, train_on_maps
+    from pram_ros.recognition.train import TrainConfig, train_and_save
 
-    train_config = TrainConfig(minutes=config.train_minutes, seed=config.seed)
     variants = 1 if config.train_variants else 0
     labels = LabelConfig(photometric_variants=variants, zoom_variants=variants, seed=config.seed)
-    maps = [(str(files.map), load_map(files.map))]
-    net, report, scenes, prepare_s = train_on_maps(maps, None, train_config, labels)
-    training = {"config": asdict(train_config), "labels": asdict(labels), "report": report.to_dict(),
-                "prepare_s": round(prepare_s, 2)}
-    save_model(files.model, net, scenes, maps[0][1].meta["extractor"], training)
+    train_and_save([(str(files.map), load_map(files.map))], None, files.model,
+                   TrainConfig(minutes=config.train_minutes, seed=config.seed), labels)
 
 
 def _build_database(files: WorldFiles, config: ScaleConfig) -> None:
-    from pram_ros.localization.retrieval import build_retrieval_database, save_retrieval_database
     from pram_ros.mapping.mapfile import load_map
+    from pram_ros.mapping.retrieval_db import build_retrieval_database, save_retrieval_database
 
     save_retrieval_database(build_retrieval_database(load_map(files.map)), files.database)
 
@@ -164,17 +160,14 @@ def bench_world(files: WorldFiles, config: ScaleConfig) -> dict:
     import cv2
     import torch
 
-    from pram_ros.evaluation.bench import create_localizer, query_sequences, run_method
-    from pram_ros.features import ExtractorConfig, create_extractor
-    from pram_ros.localization.retrieval import load_retrieval_database
-    from pram_ros.mapping.mapfile import load_map
-    from pram_ros.recognition.modelfile import load_model
+    from pram_ros.evaluation.bench import query_sequences, run_method
+    from pram_ros.localization import create_localizer, load_parts
+    from pram_ros.mapping.retrieval_db import load_retrieval_database
 
     torch.set_num_threads(config.threads)
     cv2.setNumThreads(config.threads)
-    pram_map = load_map(files.map)
-    model = load_model(files.model, [(str(files.map), pram_map)])
-    extractor = create_extractor(ExtractorConfig.from_dict(pram_map.extractor_config()), num_threads=config.threads)
+    parts = load_parts(files.map, files.model, num_threads=config.threads)
+    pram_map = parts.map
     sequences = query_sequences(files.world, [config.sequence], config.frames_per_world)
     world = {"rooms": files.rooms, "world": str(files.world), "map": str(files.map),
              "map_points": pram_map.num_points, "map_images": pram_map.num_images,
@@ -185,7 +178,7 @@ def bench_world(files: WorldFiles, config: ScaleConfig) -> dict:
         if method == "retrieval" and database is None:
             database = load_retrieval_database(files.database, pram_map)
             world["retrieval_points"] = int(database.meta["stats"]["points"])
-        localizer = create_localizer(method, pram_map, model.recognizer, database, config.threads, extractor)
+        localizer = create_localizer(method, parts, database=database)
         entry = run_method(method, localizer, sequences)
         entry.pop("per_sequence")  # one sequence: the pooled metrics are its own
         del localizer

@@ -13,7 +13,6 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,7 +20,9 @@ import numpy as np
 from tqdm import tqdm
 
 from pram_ros.features import PRESETS, Features, create_extractor
-from pram_ros.geometry import quat_from_transform, transform_from_quat
+from pram_ros.geometry import quat_from_transform
+from pram_ros.io.imageset import ImageSet
+from pram_ros.io.tum import load_tum
 from pram_ros.mapping.landmarks import LandmarkConfig, cluster_landmarks
 from pram_ros.mapping.mapfile import MAP_FORMAT, MAP_VERSION, PramMap
 from pram_ros.mapping.sfm import SfmConfig, SfmResult, align_to_positions, reconstruct, tracks_from_result
@@ -32,11 +33,9 @@ from pram_ros.mapping.sparsify import (
     select_vrfs,
     triangulation_angles_deg,
 )
-from pram_ros.world.io import load_camera_yaml, load_image, load_tum
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 ALIGN_MAX_ERROR_M = 0.05  # --align: RANSAC inlier distance, and what the summary calls off
 
 
@@ -46,113 +45,6 @@ class MapBuildConfig:
     sfm: SfmConfig = field(default_factory=SfmConfig)
     landmarks: LandmarkConfig = field(default_factory=LandmarkConfig)
     compression: CompressionConfig = field(default_factory=CompressionConfig)
-
-
-@dataclass
-class ImageSet:
-    """Database images in capture order: names, one pinhole camera, optional poses.
-
-    `frames()` yields (index, RGB uint8 [H x W x 3]) once, in order; images are not
-    held in memory. `world_from_cam` is [N x 4 x 4] (OpenCV camera axes) or None.
-    """
-
-    names: list[str]
-    K: np.ndarray
-    width: int
-    height: int
-    frames: Callable[[], Iterator[tuple[int, np.ndarray]]]
-    world_from_cam: np.ndarray | None
-    source: dict
-
-
-def _find_camera_yaml(images_dir: Path) -> Path:
-    for candidate in (images_dir / "camera.yaml", images_dir.parent / "camera.yaml"):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"no camera.yaml in {images_dir} or its parent: pass --camera")
-
-
-def images_from_folder(images_dir: Path, camera_yaml: Path | None = None, poses_tum: Path | None = None) -> ImageSet:
-    """Images sorted by name; poses (TUM, world_from_cam) must list one pose per image, in order."""
-    images_dir = Path(images_dir)
-    if not images_dir.is_dir():
-        raise FileNotFoundError(f"{images_dir}: not a folder of images")
-    paths = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        raise ValueError(f"{images_dir}: no images ({', '.join(IMAGE_SUFFIXES)})")
-    camera_yaml = Path(camera_yaml) if camera_yaml else _find_camera_yaml(images_dir)
-    K, width, height = load_camera_yaml(camera_yaml)
-    world_from_cam = None
-    if poses_tum is not None:
-        _, world_from_cam = load_tum(poses_tum)
-        if len(world_from_cam) != len(paths):
-            raise ValueError(f"{poses_tum}: {len(world_from_cam)} poses for {len(paths)} images in {images_dir}; "
-                             "the TUM file must list one pose per image, in name order")
-
-    def frames() -> Iterator[tuple[int, np.ndarray]]:
-        for index, path in enumerate(paths):
-            rgb = load_image(path)
-            if rgb.shape[:2] != (height, width):
-                raise ValueError(f"{path}: {rgb.shape[1]}x{rgb.shape[0]} pixels, camera is {width}x{height}")
-            yield index, rgb
-
-    source = {"images": str(images_dir), "camera": str(camera_yaml), "poses": str(poses_tum) if poses_tum else None}
-    return ImageSet([p.name for p in paths], K, width, height, frames, world_from_cam, source)
-
-
-def images_from_bag(bag: Path, image_topic: str, camera_info_topic: str | None = None,
-                    pose_topic: str | None = None, poses_tum: Path | None = None) -> ImageSet:
-    """Images of one topic of a rosbag2, named by their header stamp (ns).
-
-    The camera comes from `camera_info_topic` (default: the image topic's sibling
-    `camera_info`). Poses, optional, come from a PoseStamped topic of the camera optical
-    frame in the map, or from a TUM file, matched to images by stamp.
-    """
-    from pram_ros.evaluation.bagio import decode_image, deserialize, iter_bag_messages
-
-    bag = Path(bag)
-    camera_info_topic = camera_info_topic or image_topic.rsplit("/", 1)[0] + "/camera_info"
-    stamps, camera, poses = [], None, {}
-    topics = [image_topic, camera_info_topic] + ([pose_topic] if pose_topic else [])
-    for topic, msgtype, _, raw in iter_bag_messages(bag, topics):
-        if topic == image_topic:
-            header = deserialize(raw, msgtype).header
-            stamps.append(header.stamp.sec * 1_000_000_000 + header.stamp.nanosec)
-        elif topic == camera_info_topic and camera is None:
-            camera = deserialize(raw, msgtype)
-        elif topic == pose_topic:
-            message = deserialize(raw, msgtype)
-            p, q = message.pose.position, message.pose.orientation
-            stamp = message.header.stamp.sec * 1_000_000_000 + message.header.stamp.nanosec
-            poses[stamp] = transform_from_quat(np.array([p.x, p.y, p.z]), np.array([q.x, q.y, q.z, q.w]))
-    if not stamps:
-        raise ValueError(f"{bag}: no messages on image topic {image_topic}")
-    if camera is None:
-        raise ValueError(f"{bag}: no CameraInfo on {camera_info_topic}: pass --camera-info-topic")
-    if np.any(np.abs(np.asarray(camera.d, float)) > 1e-9):
-        raise ValueError(f"{bag}: {camera_info_topic} has distortion {list(camera.d)}; "
-                         "only rectified (pinhole) images are supported: rectify them first")
-    K = np.asarray(camera.k, float).reshape(3, 3)
-    if poses_tum is not None:
-        tum_stamps, tum_poses = load_tum(poses_tum)
-        poses = dict(zip(tum_stamps.tolist(), tum_poses))
-    world_from_cam = None
-    if pose_topic or poses_tum:
-        missing = [s for s in stamps if s not in poses]
-        if missing:
-            raise ValueError(f"{bag}: {len(missing)} of {len(stamps)} images have no pose with the same stamp "
-                             f"(first at {missing[0]} ns)")
-        world_from_cam = np.array([poses[s] for s in stamps])
-
-    def frames() -> Iterator[tuple[int, np.ndarray]]:
-        index = 0
-        for _, msgtype, _, raw in iter_bag_messages(bag, [image_topic]):
-            yield index, decode_image(deserialize(raw, msgtype))
-            index += 1
-
-    source = {"bag": str(bag), "image_topic": image_topic, "camera_info_topic": camera_info_topic,
-              "pose_topic": pose_topic, "poses": str(poses_tum) if poses_tum else None}
-    return ImageSet([str(s) for s in stamps], K, int(camera.width), int(camera.height), frames, world_from_cam, source)
 
 
 @dataclass

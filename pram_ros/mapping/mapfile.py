@@ -3,7 +3,8 @@
 In: a `PramMap` built by `pram map build` (cameras, registered database images, the
 kept 3D points with one descriptor each, landmarks and their virtual reference frames).
 Out: a single `.npz` file that `load_map` reads back, checking everything, so the
-recognizer, the localizer and `pram map info` can trust what they get.
+recognizer, the localizer and `pram map info` can trust what they get. The checks are in
+mapvalidate.py, the `pram map info` summary in mapinfo.py.
 
 File format (`format` "pram_ros.map", `version` 1)
 --------------------------------------------------
@@ -98,18 +99,8 @@ ARRAY_FIELDS: tuple[tuple[str, str, tuple[str | int, ...]], ...] = (
 )
 ARRAY_NAMES = tuple(name for name, _, _ in ARRAY_FIELDS)
 
-QUATERNION_TOLERANCE = 1e-3
-
 # Keys that meta["extractor"] holds beside the extractor's own configuration.
 EXTRACTOR_EXTRAS = ("descriptor_dim", "preset")
-
-# Arrays by group, for size reports.
-SIZE_GROUPS = {
-    "points": ("point_xyz", "point_landmark", "point_error_px", "point_obs_offsets", "point_obs_images"),
-    "descriptors": ("point_descriptor",),
-    "landmarks": ("landmark_centroid", "landmark_extent", "landmark_vrf_offsets", "landmark_vrf_images"),
-    "images": ("camera_params", "camera_size", "image_camera", "image_cam_from_world"),
-}
 
 
 class MapFileError(ValueError):
@@ -210,165 +201,7 @@ class PramMap:
 
     def nbytes(self) -> int:
         """In-memory size of the map: every array's bytes plus the meta JSON's length."""
-        return sum(int(a.nbytes) for a in self.arrays().values()) + len(_meta_json(self.meta, "<memory>"))
-
-
-# ----------------------------------------------------------------------------------------
-# Validation
-
-
-def validate(pram_map: PramMap, source: str = "<memory>") -> None:
-    """Check a map's structure and values; raise MapFileError naming `source` and the field."""
-    meta = pram_map.meta
-    _check_header(meta, source)
-    dims = _check_shapes(pram_map, source)
-    _check_values(pram_map, dims, source)
-    _check_meta(meta, dims, source)
-
-
-def _check_header(meta: object, source: str) -> None:
-    """Format and version: checked first, so an old or foreign file gets the right message."""
-    if not isinstance(meta, dict):
-        raise MapFileError(f"{source}: meta: expected a JSON object, got {type(meta).__name__}")
-    if meta.get("format") != MAP_FORMAT:
-        raise MapFileError(
-            f"{source}: meta format is {meta.get('format')!r}, expected {MAP_FORMAT!r}: not a pram_ros map"
-        )
-    version = meta.get("version")
-    if version != MAP_VERSION or isinstance(version, bool):
-        raise MapFileError(
-            f"{source}: map version {version!r} is not supported by this pram_ros "
-            f"(expects {MAP_VERSION}); rebuild the map"
-        )
-
-
-def _spec_symbol(item: str | int) -> tuple[str | None, int]:
-    """('P', 1) for 'P+1', ('D', 0) for 'D', (None, 4) for 4."""
-    if isinstance(item, int):
-        return None, item
-    base, _, plus = item.partition("+")
-    return base, int(plus or 0)
-
-
-def _check_shapes(pram_map: PramMap, source: str) -> dict[str, int]:
-    """Check every array's dtype and shape; return the sizes {C, I, P, D, O, K, V}."""
-    dims: dict[str, int] = {}
-    for name, dtype, spec in ARRAY_FIELDS:
-        array = getattr(pram_map, name)
-        ok = isinstance(array, np.ndarray) and array.dtype == np.dtype(dtype) and array.ndim == len(spec)
-        if ok:
-            for size, item in zip(array.shape, spec):
-                symbol, offset = _spec_symbol(item)
-                if symbol is None:
-                    ok = size == offset
-                elif symbol in dims:
-                    ok = size == dims[symbol] + offset
-                else:
-                    ok = size >= offset
-                    dims[symbol] = size - offset
-                if not ok:
-                    break
-        if not ok:
-            bound = [f"{s}={dims[s]}" for s in dict.fromkeys(_spec_symbol(i)[0] for i in spec) if s in dims]
-            known = f" with {', '.join(bound)}" if bound else ""
-            if isinstance(array, np.ndarray):
-                got = f"{array.dtype} {tuple(array.shape)}"
-            else:
-                got = type(array).__name__
-            shape = " x ".join(str(item) for item in spec)
-            raise MapFileError(f"{source}: {name}: expected {dtype} [{shape}]{known}, got {got}")
-    return dims
-
-
-def _check_finite(name: str, array: np.ndarray, source: str) -> None:
-    nan = int(np.count_nonzero(np.isnan(array)))
-    inf = int(np.count_nonzero(np.isinf(array)))
-    if nan or inf:
-        parts = [_count(nan, "NaN value")] if nan else []
-        parts += [_count(inf, "infinite value")] if inf else []
-        raise MapFileError(f"{source}: {name}: {' and '.join(parts)}")
-
-
-def _check_range(name: str, array: np.ndarray, low: float, high: float, expected: str, source: str) -> None:
-    """All values in low..high inclusive, else an error that says what was `expected`."""
-    flat = array.reshape(-1)
-    bad = np.flatnonzero((flat < low) | (flat > high))
-    if bad.size:
-        first = int(bad[0])
-        raise MapFileError(
-            f"{source}: {name}: {_count(bad.size, 'invalid value')}, expected {expected} "
-            f"(first: {flat[first].item()} at flat index {first})"
-        )
-
-
-def _check_offsets(name: str, offsets: np.ndarray, target: str, length: int, source: str) -> None:
-    if offsets[0] != 0:
-        raise MapFileError(f"{source}: {name}: first offset is {int(offsets[0])}, expected 0")
-    drops = np.flatnonzero(np.diff(offsets) < 0)
-    if drops.size:
-        j = int(drops[0])
-        raise MapFileError(
-            f"{source}: {name}: offsets decrease in {_count(drops.size, 'place')} "
-            f"(first at index {j + 1}: {int(offsets[j])} -> {int(offsets[j + 1])})"
-        )
-    if offsets[-1] != length:
-        raise MapFileError(
-            f"{source}: {name}: last offset is {int(offsets[-1])}, expected {length} = len({target})"
-        )
-
-
-def _check_values(m: PramMap, dims: dict[str, int], source: str) -> None:
-    for name, dtype, _ in ARRAY_FIELDS:
-        if np.dtype(dtype).kind == "f":
-            _check_finite(name, getattr(m, name), source)
-    num_cameras, num_images, num_landmarks = dims["C"], dims["I"], dims["K"]
-    _check_range("camera_params", m.camera_params[:, :2], 1e-12, np.inf, "focal lengths fx, fy > 0", source)
-    _check_range("camera_size", m.camera_size, 1, np.iinfo(np.int32).max, "width and height >= 1", source)
-    _check_range("image_camera", m.image_camera, 0, num_cameras - 1,
-                 f"camera indices in 0..C-1 with C={num_cameras}", source)
-    norms = np.linalg.norm(m.image_cam_from_world[:, :4], axis=1)
-    bad = np.flatnonzero(np.abs(norms - 1.0) > QUATERNION_TOLERANCE)
-    if bad.size:
-        first = int(bad[0])
-        raise MapFileError(
-            f"{source}: image_cam_from_world: {_count(bad.size, 'quaternion')} not of unit length within "
-            f"{QUATERNION_TOLERANCE:g} (first: norm {norms[first]:.6g} at image {first})"
-        )
-    _check_range("point_landmark", m.point_landmark, 1, num_landmarks,
-                 f"landmark ids in 1..K={num_landmarks}", source)
-    _check_range("point_error_px", m.point_error_px, 0, np.inf, "mean errors >= 0", source)
-    _check_offsets("point_obs_offsets", m.point_obs_offsets, "point_obs_images", dims["O"], source)
-    _check_range("point_obs_images", m.point_obs_images, 0, num_images - 1,
-                 f"image indices in 0..I-1 with I={num_images}", source)
-    _check_range("landmark_extent", m.landmark_extent, 0, np.inf, "half-sizes >= 0", source)
-    _check_offsets("landmark_vrf_offsets", m.landmark_vrf_offsets, "landmark_vrf_images", dims["V"], source)
-    _check_range("landmark_vrf_images", m.landmark_vrf_images, 0, num_images - 1,
-                  f"image indices in 0..I-1 with I={num_images}", source)
-
-
-def _check_meta(meta: dict, dims: dict[str, int], source: str) -> None:
-    extractor = meta.get("extractor")
-    if not isinstance(extractor, dict) or not isinstance(extractor.get("name"), str):
-        raise MapFileError(f"{source}: meta.extractor: expected the extractor's configuration (an object "
-                           f"with a name), got {extractor!r:.80}")
-    dim = extractor.get("descriptor_dim")
-    if dim != dims["D"] or isinstance(dim, bool):
-        raise MapFileError(
-            f"{source}: meta.extractor.descriptor_dim is {dim!r}, "
-            f"but point_descriptor has D={dims['D']} columns"
-        )
-    preset = extractor.get("preset")
-    if preset is not None and not isinstance(preset, str):
-        raise MapFileError(f"{source}: meta.extractor.preset: expected a string, got {preset!r:.80}")
-    names = meta.get("image_names")
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise MapFileError(f"{source}: meta.image_names: expected a list of strings")
-    if len(names) != dims["I"]:
-        raise MapFileError(f"{source}: meta.image_names: {len(names)} names for I={dims['I']} images")
-    for key in ("build", "stats", "source"):
-        if key in meta and not isinstance(meta[key], dict):
-            raise MapFileError(f"{source}: meta.{key}: expected an object, got {type(meta[key]).__name__}")
-    _meta_json(meta, source)  # must serialize
+        return sum(int(a.nbytes) for a in self.arrays().values()) + len(meta_json(self.meta, "<memory>"))
 
 
 def _json_default(value: object) -> object:
@@ -382,7 +215,7 @@ def _json_default(value: object) -> object:
     raise TypeError(f"{type(value).__name__} is not JSON-serializable")
 
 
-def _meta_json(meta: dict, source: str) -> bytes:
+def meta_json(meta: dict, source: str) -> bytes:
     """Canonical JSON of meta: sorted keys, no spaces, UTF-8, no NaN."""
     try:
         text = json.dumps(meta, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
@@ -392,12 +225,15 @@ def _meta_json(meta: dict, source: str) -> bytes:
     return text.encode("utf-8")
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def human_bytes(size: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{int(size)} B"
 
 
 # ----------------------------------------------------------------------------------------
@@ -406,7 +242,7 @@ def _one_line(exc: BaseException) -> str:
 
 def to_npz_arrays(pram_map: PramMap) -> dict[str, np.ndarray]:
     """The archive's members by name: meta_json, then the arrays (views, not copies; no validation)."""
-    meta = np.frombuffer(_meta_json(pram_map.meta, "<memory>"), dtype=np.uint8)
+    meta = np.frombuffer(meta_json(pram_map.meta, "<memory>"), dtype=np.uint8)
     return {META_FIELD: meta, **pram_map.arrays()}
 
 
@@ -417,6 +253,8 @@ def save_map(pram_map: PramMap, path: str | Path) -> int:
     folder first and replaces `path` only when complete, so readers never see half a map.
     The name is kept exactly as given (no `.npz` is appended), though `.npz` is advised.
     """
+    from pram_ros.mapping.mapvalidate import validate  # here, not on top: mapvalidate imports this module
+
     path = Path(path)
     validate(pram_map, source=str(path))
     members = to_npz_arrays(pram_map)
@@ -436,7 +274,7 @@ def save_map(pram_map: PramMap, path: str | Path) -> int:
         raise
     size = path.stat().st_size
     logger.info("Wrote map %s: %d points, %d landmarks, %s", path, pram_map.num_points,
-                pram_map.num_landmarks, _human_bytes(size))
+                pram_map.num_landmarks, human_bytes(size))
     return size
 
 
@@ -496,6 +334,8 @@ def _read_meta(npz, source: str) -> dict:
 
 def load_map(path: str | Path) -> PramMap:
     """Read and validate a map file; raise MapFileError (one line, starting with the path) if unusable."""
+    from pram_ros.mapping.mapvalidate import check_header, validate  # here, not on top: it imports this module
+
     path = Path(path)
     source = str(path)
     if not path.exists():
@@ -524,7 +364,7 @@ def load_map(path: str | Path) -> PramMap:
                 f"{source}: no {META_FIELD} member, so not a pram_ros map (it holds: {shown or 'nothing'})"
             )
         meta = _read_meta(npz, source)
-        _check_header(meta, source)
+        check_header(meta, source)
         missing = [n for n in ARRAY_NAMES if n not in names]
         if missing:
             raise MapFileError(f"{source}: missing arrays: {', '.join(missing)}")
@@ -549,104 +389,5 @@ def map_fingerprint(path_or_map: str | Path | PramMap) -> str:
         array = np.asarray(array)
         digest.update(f"{name}\0{array.dtype.str}\0{array.shape}\0".encode())
         digest.update(np.ascontiguousarray(array).tobytes())
-    digest.update(_meta_json(pram_map.meta, "<memory>"))
+    digest.update(meta_json(pram_map.meta, "<memory>"))
     return digest.hexdigest()
-
-
-# ----------------------------------------------------------------------------------------
-# Description
-
-
-def _human_bytes(size: float) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if size >= scale:
-            return f"{size / scale:.1f} {unit}"
-    return f"{int(size)} B"
-
-
-def _min_median_max(values: np.ndarray) -> str:
-    if values.size == 0:
-        return "none"
-    return f"min {int(values.min())} / median {float(np.median(values)):g} / max {int(values.max())}"
-
-
-def _flatten(settings: dict, prefix: str = "") -> list[tuple[str, object]]:
-    items: list[tuple[str, object]] = []
-    for key in sorted(settings, key=str):
-        value = settings[key]
-        if isinstance(value, dict) and value:
-            items += _flatten(value, f"{prefix}{key}.")
-        else:
-            items.append((f"{prefix}{key}", value))
-    return items
-
-
-def describe_map(pram_map: PramMap, path: str | Path | None = None) -> str:
-    """A multi-line human-readable summary of a map, for `pram map info`."""
-    m = pram_map
-    meta = m.meta
-    extractor = meta.get("extractor", {})
-    lines = [f"PRAM map{f' {path}' if path is not None else ''}"]
-    lines.append(f"  format:      {meta.get('format')} version {meta.get('version')}")
-    preset = extractor.get("preset")
-    settings = ", ".join(f"{key} {value}" for key, value in sorted(extractor.items())
-                         if key != "name" and key not in EXTRACTOR_EXTRAS)
-    lines.append(
-        f"  extractor:   {extractor.get('name', '?')}{f' (preset {preset})' if preset else ''}, "
-        f"{m.descriptor_dim}-d descriptors stored as {m.point_descriptor.dtype}"
-    )
-    if settings:
-        lines.append(f"    settings: {settings}")
-    cameras = [
-        f"{int(w)}x{int(h)} fx {fx:.1f} fy {fy:.1f} cx {cx:.1f} cy {cy:.1f}"
-        for (fx, fy, cx, cy), (w, h) in zip(m.camera_params[:3], m.camera_size[:3])
-    ]
-    more = ", ..." if m.num_cameras > 3 else ""
-    lines.append(f"  cameras:     {m.num_cameras} PINHOLE ({'; '.join(cameras)}{more})")
-    lines.append(f"  images:      {m.num_images} registered database images")
-    observations = m.point_obs_images.size
-    per_point = observations / m.num_points if m.num_points else 0.0
-    error = float(m.point_error_px.mean()) if m.num_points else 0.0
-    lines.append(
-        f"  points:      {m.num_points}, {per_point:.1f} observations per point on average "
-        f"({observations} in all), mean reprojection error {error:.2f} px"
-    )
-    points_per_landmark = np.bincount(m.point_landmark, minlength=m.num_landmarks + 1)[1:]
-    vrfs_per_landmark = np.diff(m.landmark_vrf_offsets)
-    lines.append(f"  landmarks:   {m.num_landmarks}")
-    lines.append(f"    points per landmark: {_min_median_max(points_per_landmark)}")
-    lines.append(
-        f"    VRFs per landmark:   {_min_median_max(vrfs_per_landmark)} "
-        f"({m.landmark_vrf_images.size} in all, {np.unique(m.landmark_vrf_images).size} distinct images)"
-    )
-
-    total = m.nbytes()
-    groups = {group: sum(getattr(m, name).nbytes for name in names) for group, names in SIZE_GROUPS.items()}
-    groups["meta"] = len(_meta_json(meta, "<memory>"))
-    file_size = Path(path).stat().st_size if path is not None and Path(path).is_file() else None
-    if file_size is not None:
-        lines.append(f"  file size:   {_human_bytes(file_size)} ({file_size} bytes)")
-    lines.append(
-        f"  in memory:   {_human_bytes(total)}: "
-        + ", ".join(f"{group} {_human_bytes(size)}" for group, size in groups.items())
-    )
-    full = meta.get("stats", {}).get("full_reconstruction_bytes")
-    if isinstance(full, (int, float)) and not isinstance(full, bool) and full > 0:
-        size = file_size if file_size is not None else total
-        lines.append(
-            f"  compression: {_human_bytes(size)} = {100.0 * size / full:.1f}% of the full reconstruction "
-            f"({_human_bytes(full)}: COLMAP model + every observation's descriptor)"
-        )
-    aligned = meta.get("stats", {}).get("aligned_centre_error_m")
-    if isinstance(aligned, dict) and all(isinstance(aligned.get(k), (int, float)) for k in ("median", "p90")):
-        lines.append(
-            f"  alignment:   Sim3 to given poses; camera centres off by median {100 * aligned['median']:.1f} cm, "
-            f"90th percentile {100 * aligned['p90']:.1f} cm ({aligned.get('over_max_error', '?')} images over "
-            f"{100 * float(aligned.get('max_error_m', 0.05)):.0f} cm)"
-        )
-    for title, key in (("build", "build"), ("source", "source")):
-        settings = meta.get(key) or {}
-        if settings:
-            lines.append(f"  {title}:")
-            lines += [f"    {name}: {value}" for name, value in _flatten(settings)]
-    return "\n".join(lines)

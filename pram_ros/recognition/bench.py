@@ -20,13 +20,13 @@ import torch
 from tqdm import tqdm
 
 from pram_ros.features import FeatureExtractor, Features
-from pram_ros.mapping.build import images_from_folder
+from pram_ros.io.images import load_depth
+from pram_ros.io.imageset import images_from_folder
 from pram_ros.mapping.mapfile import PramMap
 from pram_ros.recognition.dataset import LabelConfig
 from pram_ros.recognition.evaluate import query_truth
 from pram_ros.recognition.metrics import RecognitionMetrics
 from pram_ros.recognition.model import Recognizer
-from pram_ros.world.io import load_depth
 
 VARIANTS = ("float32", "bfloat16", "int8")
 

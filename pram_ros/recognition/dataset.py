@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from pram_ros.features import ExtractorConfig, create_extractor
 from pram_ros.geometry import in_view, project_points
-from pram_ros.mapping.build import ImageSet, images_from_bag, images_from_folder
+from pram_ros.io.imageset import ImageSet, images_from_bag, images_from_folder
 from pram_ros.mapping.mapfile import PramMap, map_fingerprint
 
 logger = logging.getLogger(__name__)

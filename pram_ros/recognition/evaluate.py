@@ -26,12 +26,12 @@ from tqdm import tqdm
 
 from pram_ros.features import FeatureExtractor, match_mutual_nn
 from pram_ros.geometry import in_view, project_points
-from pram_ros.mapping.build import images_from_folder
+from pram_ros.io.images import load_depth
+from pram_ros.io.imageset import images_from_folder
 from pram_ros.mapping.mapfile import PramMap
 from pram_ros.recognition.dataset import MIN_VISIBLE_POINTS, LabelConfig, Scene, label_keypoints
 from pram_ros.recognition.metrics import RecognitionMetrics, scene_votes
 from pram_ros.recognition.model import Recognizer
-from pram_ros.world.io import load_depth
 
 
 @dataclass

@@ -334,6 +334,20 @@ def train_on_maps(maps: list[tuple[str, PramMap]], images: list[str | Path | Non
     return net, report, scenes, prepare_s
 
 
+def train_and_save(maps: list[tuple[str, PramMap]], images: list[str | Path | None] | None, out: Path,
+                   config: TrainConfig, labels: LabelConfig | None = None) -> str:
+    """`train_on_maps`, then the model file at `out` (with how it was trained); -> the
+    training summary to print."""
+    from pram_ros.recognition.modelfile import save_model
+
+    labels = labels or LabelConfig(seed=config.seed)
+    net, report, scenes, prepare_s = train_on_maps(maps, images, config, labels)
+    training = {"config": asdict(config), "labels": asdict(labels), "report": report.to_dict(),
+                "prepare_s": round(prepare_s, 2)}
+    save_model(out, net, scenes, maps[0][1].meta["extractor"], training)
+    return describe_training(net, report, scenes, prepare_s)
+
+
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 

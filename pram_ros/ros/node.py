@@ -18,8 +18,7 @@ import re
 import sys
 import threading
 import time
-from dataclasses import dataclass, fields
-from pathlib import Path
+from dataclasses import fields
 
 import numpy as np
 import rclpy
@@ -36,11 +35,13 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
-from pram_ros.evaluation.bagio import decode_image
 from pram_ros.geometry import attached_frame_covariance, invert, world_from_cam_covariance
-from pram_ros.localization.localizer import LOST_VARIANCE, Localizer, LocalizerConfig, Result, State
+from pram_ros.io.rosbag import decode_image
+from pram_ros.localization import LOST_VARIANCE, Localizer, LocalizerConfig, Result, State
+from pram_ros.localization.loading import create_localizer, load_parts
 from pram_ros.msg import LocalizationStatus
 from pram_ros.ros import convert
+from pram_ros.ros.params import NodeParams, parameter_specs
 from pram_ros.ros.tf import (
     TfBroadcaster,
     TfBuffer,
@@ -51,6 +52,7 @@ from pram_ros.ros.tf import (
     pose_msg_from_matrix,
     transform_stamped_msg,
 )
+from pram_ros.settings import Spec, check_value
 
 STATE_TO_STATUS = {
     State.UNINITIALIZED: LocalizationStatus.UNINITIALIZED,
@@ -61,129 +63,44 @@ STATE_TO_STATUS = {
 WARN_EVERY_S = 5.0
 
 
-@dataclass
-class NodeParams:
-    """Every parameter of pram_node, with its default (config/pram.yaml mirrors these)."""
-
-    map_path: str = ""
-    model_path: str = ""  # "" = the map's recognizer, MAP.recognizer.safetensors
-    device: str = "auto"  # auto (cuda when present), cpu, cuda
-    feature_preset: str = ""  # "" = the map's extractor; anything else must name it
-    image_topic: str = "image"
-    camera_info_topic: str = "camera_info"
-    image_qos: str = "sensor_data"  # or "reliable"
-    map_frame: str = "map"
-    camera_frame: str = ""  # "" = the image's header.frame_id
-    odom_frame: str = ""  # "" = publish map -> camera; set: map -> odom (REP-105)
-    base_frame: str = "base_link"
-    publish_tf: bool = True
-    debug_image: bool = True
-    num_threads: int = 2
-    status_period_s: float = 1.0
-    tracking: bool = True
-    max_keypoints: int = 1024
-    top_landmarks: int = 3
-    min_inliers: int = 30
-    min_inlier_ratio: float = 0.2
-    min_track_inliers: int = 50
-    reverify_every: int = 10
-    ransac_max_error_px: float = 8.0
-    jump_distance_m: float = 0.5
-    jump_angle_deg: float = 30.0
-    jump_memory_frames: int = 5
-    jump_confirm_frames: int = 2
-    continuity_min_inliers: int = 100
-    continuity_step_m: float = 0.1
-    continuity_step_deg: float = 10.0
-    continuity_speed_mps: float = 1.0
-    continuity_turn_dps: float = 100.0
-    tf_tolerance_s: float = 0.1
+def _descriptor(spec: Spec) -> ParameterDescriptor:
+    """The ROS descriptor of a setting: its doc, and its range or choices."""
+    descriptor = ParameterDescriptor(description=spec.doc)
+    if spec.low is None:
+        pass  # a bool or a string
+    elif isinstance(spec.default, int):
+        descriptor.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=1)]
+    else:
+        descriptor.floating_point_range = [FloatingPointRange(from_value=float(spec.low), to_value=float(spec.high),
+                                                              step=0.0)]
+    if spec.choices is not None:
+        descriptor.additional_constraints = spec.allowed
+    return descriptor
 
 
-_DESCRIPTIONS = {
-    "map_path": ("PRAM map file (pram map build).", None),
-    "model_path": ("Recognizer file; empty: the map's MAP.recognizer.safetensors.", None),
-    "device": ("auto, cpu or cuda.", None),
-    "feature_preset": ("Feature extractor; empty: the one the map was built with (xfeat or sift).", None),
-    "image_topic": ("Camera image topic.", None),
-    "camera_info_topic": ("CameraInfo topic of that camera.", None),
-    "image_qos": ("QoS of the image subscription: sensor_data (best effort) or reliable.", None),
-    "map_frame": ("Fixed frame of the map (REP-105 'map').", None),
-    "camera_frame": ("Camera optical frame; empty: the image header's frame_id.", None),
-    "odom_frame": ("Empty: publish map->camera. Set: publish map->odom composed with odom->camera.", None),
-    "base_frame": ("Robot base frame; ~/pose is its pose when odom_frame is set.", None),
-    "publish_tf": ("Publish the transform on /tf.", None),
-    "debug_image": ("Publish ~/debug_image (only built while someone subscribes).", None),
-    "num_threads": ("CPU threads for features and recognition.", IntegerRange(from_value=1, to_value=64, step=1)),
-    "status_period_s": ("Seconds between /diagnostics and idle status messages.",
-                        FloatingPointRange(from_value=0.05, to_value=60.0, step=0.0)),
-    "tracking": ("Track frame to frame; false relocalizes every frame.", None),
-    "max_keypoints": ("Keypoints per frame used for recognition.", IntegerRange(from_value=64, to_value=8192, step=1)),
-    "top_landmarks": ("Recognized landmarks registered per frame.", IntegerRange(from_value=1, to_value=64, step=1)),
-    "min_inliers": ("Gate: PnP inliers for a relocalization.", IntegerRange(from_value=6, to_value=10000, step=1)),
-    "min_inlier_ratio": ("Gate: inliers / candidates.", FloatingPointRange(from_value=0.01, to_value=1.0, step=0.0)),
-    "min_track_inliers": ("Gate: PnP inliers for a tracked frame.", IntegerRange(from_value=6, to_value=10000, step=1)),
-    "reverify_every": ("Tracked frames between recognition checks; 0 never.",
-                       IntegerRange(from_value=0, to_value=10000, step=1)),
-    "ransac_max_error_px": ("PnP RANSAC threshold in pixels.", FloatingPointRange(from_value=0.5, to_value=50.0, step=0.0)),
-    "jump_distance_m": ("A localized frame this far from the last pose is a jump, reported once frames agree.",
-                        FloatingPointRange(from_value=0.01, to_value=1000.0, step=0.0)),
-    "jump_angle_deg": ("A localized frame turned this much from the last pose is a jump.",
-                       FloatingPointRange(from_value=0.1, to_value=180.0, step=0.0)),
-    "jump_memory_frames": ("Frames after the last accepted pose during which jumps are checked.",
-                           IntegerRange(from_value=0, to_value=100000, step=1)),
-    "jump_confirm_frames": ("Further frames that must agree before a jump is reported (LOST until then); 0 off.",
-                            IntegerRange(from_value=0, to_value=100, step=1)),
-    "continuity_min_inliers": ("Keypoint matches (epipolar inliers) that make two frames one continuous view; "
-                               "a far pose while the view stays continuous is a look-alike, held; 0 off.",
-                               IntegerRange(from_value=0, to_value=10000, step=1)),
-    "continuity_step_m": ("How far the camera may move per frame while the view stays continuous.",
-                          FloatingPointRange(from_value=0.0, to_value=100.0, step=0.0)),
-    "continuity_step_deg": ("How far the camera may turn per frame while the view stays continuous.",
-                            FloatingPointRange(from_value=0.0, to_value=180.0, step=0.0)),
-    "continuity_speed_mps": ("How fast the camera may move (m/s): a pose farther from the last one is a jump.",
-                             FloatingPointRange(from_value=0.0, to_value=100.0, step=0.0)),
-    "continuity_turn_dps": ("How fast the camera may turn (deg/s): a pose turned more is a jump.",
-                            FloatingPointRange(from_value=0.0, to_value=3600.0, step=0.0)),
-    "tf_tolerance_s": ("How far outside the buffered odometry an image stamp may fall.",
-                       FloatingPointRange(from_value=0.0, to_value=5.0, step=0.0)),
-}
-_CHOICES = {"device": ("auto", "cpu", "cuda"), "image_qos": ("sensor_data", "reliable"),
-            "feature_preset": ("", "xfeat", "sift")}
-
-
-def declare_params(node: Node) -> NodeParams:
+def declare_params(node: Node) -> tuple[NodeParams, LocalizerConfig]:
     """Declare every parameter with its description and range; raise ValueError on a bad value."""
     values = {}
-    for field in fields(NodeParams):
-        description, value_range = _DESCRIPTIONS[field.name]
-        descriptor = ParameterDescriptor(description=description)
-        if isinstance(value_range, IntegerRange):
-            descriptor.integer_range = [value_range]
-        elif isinstance(value_range, FloatingPointRange):
-            descriptor.floating_point_range = [value_range]
-        if field.name in _CHOICES:
-            descriptor.additional_constraints = "one of: " + ", ".join(repr(c) for c in _CHOICES[field.name])
+    for spec in parameter_specs():
         try:
-            value = node.declare_parameter(field.name, field.default, descriptor).value
+            value = node.declare_parameter(spec.name, spec.default, _descriptor(spec)).value
         except ParameterException as error:  # out of range or of the wrong type
-            allowed = (f" (allowed: [{value_range.from_value}, {value_range.to_value}])"
-                       if value_range is not None else f" (a {type(field.default).__name__})")
-            raise ValueError(f"parameter {field.name} refused: {error}{allowed}") from None
-        if field.name in _CHOICES and value not in _CHOICES[field.name]:
-            raise ValueError(f"parameter {field.name} must be one of {_CHOICES[field.name]}, got {value!r}")
-        values[field.name] = value
-    params = NodeParams(**values)
+            raise ValueError(f"parameter {spec.name} refused: {error} (allowed: {spec.allowed})") from None
+        check_value(spec, value, f"parameter {spec.name}")
+        values[spec.name] = value
+    node_names = {f.name for f in fields(NodeParams)}
+    params = NodeParams(**{k: v for k, v in values.items() if k in node_names})
+    config = LocalizerConfig(**{k: v for k, v in values.items() if k not in node_names})
     if not params.map_path:
         raise ValueError("parameter map_path is empty: give the map file (pram map build --out MAP)")
-    return params
+    return params, config
 
 
 class PramNode(Node):
     def __init__(self) -> None:
         super().__init__("pram_node")
-        self.params = declare_params(self)
-        self.localizer = self._build_localizer()
+        self.params, config = declare_params(self)
+        self.localizer = self._build_localizer(config)
         self._camera_info: CameraInfo | None = None
         self._lock = threading.Lock()
         self._newest: Image | None = None
@@ -224,33 +141,14 @@ class PramNode(Node):
             f"{self.localizer.map.num_points} points); TF {'map->' + (p.odom_frame or 'camera') if p.publish_tf else 'off'}")
 
     # -- set-up ---------------------------------------------------------------------------
-    def _build_localizer(self) -> Localizer:
-        import torch
-
-        from pram_ros.features import ExtractorConfig, create_extractor
-        from pram_ros.mapping.mapfile import load_map
-        from pram_ros.recognition.modelfile import default_model_path, load_model
-
+    def _build_localizer(self, config: LocalizerConfig) -> Localizer:
         p = self.params
-        map_path = Path(p.map_path).expanduser()
-        pram_map = load_map(map_path)  # MapFileError names the path
-        extractor_settings = pram_map.extractor_config()
-        if p.feature_preset and p.feature_preset != extractor_settings.get("name"):
-            raise ValueError(f"parameter feature_preset {p.feature_preset!r}: {map_path} was built with "
-                             f"{extractor_settings.get('name')!r} features; rebuild the map to change them")
-        device = p.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        elif device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("parameter device is 'cuda' but no CUDA device is available")
-        model_path = Path(p.model_path).expanduser() if p.model_path else default_model_path(map_path)
-        model = load_model(model_path, [(str(map_path), pram_map)], device=device)
-        # Node parameters named like LocalizerConfig fields are those fields.
-        shared = ({f.name for f in fields(LocalizerConfig)} & {f.name for f in fields(NodeParams)}) - {"device"}
-        config = LocalizerConfig(**{name: getattr(p, name) for name in shared}, device=device)
-        extractor = create_extractor(ExtractorConfig.from_dict({**extractor_settings, "device": device}),
-                                     num_threads=p.num_threads)
-        return Localizer(pram_map, model.recognizer, config, extractor)
+        parts = load_parts(p.map_path, p.model_path or None, num_threads=p.num_threads, device=p.device)
+        built_with = parts.map.extractor_config().get("name")
+        if p.feature_preset and p.feature_preset != built_with:
+            raise ValueError(f"parameter feature_preset {p.feature_preset!r}: {parts.map_path} was built with "
+                             f"{built_with!r} features; rebuild the map to change them")
+        return create_localizer("pram", parts, config)
 
     def _publish_map(self) -> None:
         pram_map = self.localizer.map
@@ -349,11 +247,9 @@ class PramNode(Node):
             return ""
         if (info.width, info.height) != (width, height):
             return f"CameraInfo says {info.width}x{info.height}, the image is {width}x{height}"
-        K = np.asarray(info.k, np.float64).reshape(3, 3)
-        K_map = self.localizer.K
-        if not np.allclose(K, K_map, rtol=5e-3, atol=0.5):
-            return (f"CameraInfo fx {K[0, 0]:.1f} fy {K[1, 1]:.1f} cx {K[0, 2]:.1f} cy {K[1, 2]:.1f} is not the "
-                    f"map's camera (fx {K_map[0, 0]:.1f} fy {K_map[1, 1]:.1f} cx {K_map[0, 2]:.1f} cy {K_map[1, 2]:.1f})")
+        mismatch = self.localizer.camera.mismatch(np.asarray(info.k, np.float64).reshape(3, 3), width, height)
+        if mismatch:
+            return f"CameraInfo: {mismatch}"
         if any(abs(float(d)) > 1e-6 for d in info.d):
             self.get_logger().warning("CameraInfo has distortion: pram_node expects rectified images "
                                       "(image_rect)", once=True)

@@ -161,7 +161,7 @@ def record_bag(node, config: RecordConfig, stop: threading.Event | None = None) 
     from rosbags.rosbag2 import Writer
     from rosbags.typesys import Stores, get_typestore
 
-    from pram_ros.evaluation.bagio import STORAGES
+    from pram_ros.io.rosbag import STORAGES
 
     stop = stop or threading.Event()
     out = Path(config.out)

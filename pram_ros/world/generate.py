@@ -7,7 +7,7 @@ Out, for each sequence in OUT/<sequence>/:
   poses.tum              world_from_cam (OpenCV camera axes), stamps in exact ns
   camera.yaml            ROS camera_calibration format
   sequence.yaml          name, scene, lighting, frames, stamps, seed, bounds, motion
-  bag/                   rosbag2 (pram_ros.evaluation.bagio), unless write_bags=False
+  bag/                   rosbag2 (pram_ros.io.rosbag), unless write_bags=False
 and OUT/world.yaml, a summary with render times.
 
 Sequences:
@@ -34,9 +34,13 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from pram_ros.world import io
+from pram_ros.io.camera import save_camera_yaml
+from pram_ros.io.images import DEPTH_SCALE, save_depth, save_image
+from pram_ros.io.tum import save_tum
+from pram_ros.world.furnish import build_scene
+from pram_ros.world.layout import Layout, make_layout
 from pram_ros.world.render import Renderer
-from pram_ros.world.scene import LIGHTINGS, Layout, Scene, build_scene, make_layout
+from pram_ros.world.scene import LIGHTINGS, Scene
 from pram_ros.world.trajectories import (
     MAPPING_STYLES,
     CameraPath,
@@ -188,8 +192,8 @@ def _prepare_out_dir(out_dir: Path) -> None:
 
 
 def _write_frame(seq_dir: Path, index: int, rgb: np.ndarray, depth: np.ndarray) -> None:
-    io.save_image(seq_dir / "images" / f"{index:06d}.png", rgb)
-    io.save_depth(seq_dir / "depth" / f"{index:06d}.png", depth)
+    save_image(seq_dir / "images" / f"{index:06d}.png", rgb)
+    save_depth(seq_dir / "depth" / f"{index:06d}.png", depth)
 
 
 def _render_sequence(renderer: Renderer, plan: _Plan, config: WorldConfig, seq_dir: Path,
@@ -214,8 +218,8 @@ def _render_sequence(renderer: Renderer, plan: _Plan, config: WorldConfig, seq_d
 
     t0_ns = T0_NS + plan.index * SESSION_GAP_NS
     stamps_ns = t0_ns + np.arange(plan.frames, dtype=np.int64) * PERIOD_NS
-    io.save_tum(seq_dir / "poses.tum", stamps_ns, world_from_cam)
-    io.save_camera_yaml(seq_dir / "camera.yaml", config.K(), config.width, config.height, camera_name="camera")
+    save_tum(seq_dir / "poses.tum", stamps_ns, world_from_cam)
+    save_camera_yaml(seq_dir / "camera.yaml", config.K(), config.width, config.height, camera_name="camera")
     max_step, max_turn = motion_per_frame(world_from_cam)
     low, high = plan.scene.layout.bounds
     meta = {
@@ -227,7 +231,7 @@ def _render_sequence(renderer: Renderer, plan: _Plan, config: WorldConfig, seq_d
         "lighting": plan.lighting,
         "seed": config.seed,
         "rooms": len(plan.scene.layout.rooms),
-        "depth_scale": io.DEPTH_SCALE,
+        "depth_scale": DEPTH_SCALE,
         "bounds": {"min": [round(float(v), 4) for v in low], "max": [round(float(v), 4) for v in high]},
         "floor_area_m2": round(plan.scene.layout.floor_area_m2, 3),
         "path_length_m": round(plan.path.length_m, 3),
@@ -288,7 +292,7 @@ def generate_world(out_dir: Path, config: WorldConfig | None = None) -> WorldSum
                 summary.sequences[plan.name] = _render_sequence(renderer, plan, config, seq_dir, writers)
                 if config.write_bags:
                     # Last step per sequence: the bag is built from the files written above.
-                    from pram_ros.evaluation.bagio import write_sequence_bag
+                    from pram_ros.io.rosbag import write_sequence_bag
 
                     write_sequence_bag(seq_dir, seq_dir / "bag", storage=config.storage, seed=config.seed)
                     summary.sequences[plan.name].bag = seq_dir / "bag"

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pram_ros.world.scene import MAX_ROOMS, VERTEX_FLOATS, Lighting, Scene
+from pram_ros.world.layout import MAX_ROOMS
+from pram_ros.world.scene import VERTEX_FLOATS, Lighting, Scene
 
 _VERTEX_SHADER = """
 #version 330

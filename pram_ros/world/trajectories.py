@@ -28,7 +28,7 @@ import numpy as np
 from scipy.interpolate import CubicSpline, PchipInterpolator
 from scipy.spatial.transform import Rotation
 
-from pram_ros.world.scene import Door, Layout, Room
+from pram_ros.world.layout import Door, Layout, Room
 
 SAMPLE_M = 0.01
 STEP_M = 0.05

@@ -12,6 +12,7 @@ Subcommands exist only for stages that are built:
                                 on the same query sequences: accuracy, latency per stage, map bytes
   pram bench --stage recognition  recognizer latency and accuracy: float32, bfloat16, int8
   pram bench --scale --rooms 1 2 4  each method's latency, recall and memory against map size
+  pram params [--yaml]          every node and localizer parameter (default, range, doc)
   pram replay --bag BAG          publish a rosbag2 over DDS (stands in for `ros2 bag play`)
   pram record --topics T.. --out BAG  write topics from DDS to a rosbag2 (for `ros2 bag record`)
 """
@@ -20,8 +21,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
+
+from pram_ros.cli import evaluate as eval_commands
 
 logger = logging.getLogger("pram")
 
@@ -84,7 +86,8 @@ def _cmd_world(args: argparse.Namespace) -> int:
 
 
 def _cmd_map_build(args: argparse.Namespace) -> int:
-    from pram_ros.mapping.build import MapBuildConfig, build_map, images_from_bag, images_from_folder
+    from pram_ros.io.imageset import images_from_bag, images_from_folder
+    from pram_ros.mapping.build import MapBuildConfig, build_map
     from pram_ros.mapping.landmarks import LandmarkConfig
     from pram_ros.mapping.mapfile import save_map
 
@@ -111,18 +114,17 @@ def _cmd_map_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_map_info(args: argparse.Namespace) -> int:
-    from pram_ros.mapping.mapfile import describe_map, load_map
+    from pram_ros.mapping.mapfile import load_map
+    from pram_ros.mapping.mapinfo import describe_map
 
     print(describe_map(load_map(Path(args.map)), Path(args.map)))
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
-
     from pram_ros.mapping.mapfile import load_map
-    from pram_ros.recognition.modelfile import default_model_path, save_model
-    from pram_ros.recognition.train import TrainConfig, describe_training, train_on_maps
+    from pram_ros.recognition.modelfile import default_model_path
+    from pram_ros.recognition.train import TrainConfig, train_and_save
 
     out = Path(args.out) if args.out else default_model_path(args.map[0])
     if out.exists() and not args.overwrite:
@@ -132,245 +134,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     maps = [(path, load_map(Path(path))) for path in args.map]
     config = TrainConfig(preset=args.preset, epochs=args.epochs or TrainConfig.epochs, minutes=args.minutes,
                          seed=args.seed, num_threads=args.threads)
-    net, report, scenes, prepare_s = train_on_maps(maps, args.images, config)
-    training = {"config": asdict(config), "report": report.to_dict(), "prepare_s": round(prepare_s, 2)}
-    save_model(out, net, scenes, maps[0][1].meta["extractor"], training)
-    print(describe_training(net, report, scenes, prepare_s))
+    print(train_and_save(maps, args.images, out, config))
     print(f"wrote {out}")
     return 0
 
 
-def _read_scene(sequence_dir: Path) -> str | None:
-    """The demo world's scene name of a sequence folder, if it has a sequence.yaml."""
-    import yaml
+def _cmd_params(args: argparse.Namespace) -> int:
+    from pram_ros.ros.params import params_table, params_yaml
 
-    path = sequence_dir / "sequence.yaml"
-    if not path.is_file():
-        return None
-    with open(path) as handle:
-        return (yaml.safe_load(handle) or {}).get("scene")
-
-
-def _cmd_eval(args: argparse.Namespace) -> int:
-    if args.live:
-        return _eval_live(args)
-    if args.stage == "recognition":
-        return _eval_recognition(args)
-    return _eval_localization(args)
-
-
-def _eval_live(args: argparse.Namespace) -> int:
-    from pram_ros.evaluation.live import LiveConfig, run_live
-
-    if not args.bag or not args.out or len(args.map) != 1 or not args.rate > 0:
-        raise ValueError("--live takes one --map, a --bag, --out REPORT and a --rate > 0")
-    params = {"num_threads": args.threads} if args.threads else {}
-    if args.model:
-        params["model_path"] = args.model
-    metrics = run_live(LiveConfig(Path(args.map[0]), Path(args.bag), Path(args.out), rate=args.rate,
-                                  image_topic=args.image_topic, ground_truth_topic=args.pose_topic, node_params=params))
-    latency = metrics["latency_ms"].get("node_latency_ms", {})
-    total = metrics["latency_ms"].get("total_ms", {})
-    print(f"{args.bag} through pram_node at rate {args.rate}: {metrics['frames_processed']} of "
-          f"{metrics['frames_in_bag']} frames processed ({metrics['dropped_frames']} dropped, "
-          f"{metrics['not_received']} not received), {metrics['achieved_rate_hz']} Hz of {metrics['input_rate_hz']} Hz")
-    print(f"  over processed frames: recall 5 cm/5 deg {metrics['recall_5cm_5deg']:.3f}, median "
-          f"{(metrics['median_t_m'] or float('nan')) * 100:.1f} cm / {metrics['median_r_deg'] or float('nan'):.2f} deg, "
-          f"wrong {metrics['wrong_ratio']:.3f}")
-    print(f"  node latency (image stamp to publish) p50 {latency.get('p50', float('nan')):.0f} ms, "
-          f"p90 {latency.get('p90', float('nan')):.0f} ms; processing p50 {total.get('p50', float('nan')):.0f} ms")
-    print(f"wrote {args.out}/metrics.json, trajectory.tum and plots")
-    return 0
-
-
-def _eval_localization(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from pram_ros.evaluation.bench import create_localizer
-    from pram_ros.evaluation.report import ground_truth_stamps, run_sequence, write_report
-    from pram_ros.mapping.build import images_from_bag, images_from_folder
-    from pram_ros.mapping.mapfile import load_map
-    from pram_ros.recognition.modelfile import default_model_path, load_model
-
-    if len(args.map) != 1:
-        raise ValueError("localization takes one --map")
-    if not args.out:
-        raise ValueError("give --out REPORT (a folder)")
-    map_path = args.map[0]
-    pram_map = load_map(Path(map_path))
-    model = load_model(Path(args.model) if args.model else default_model_path(map_path), [(map_path, pram_map)])
-    if args.bag:
-        # Images and ground truth from the bag, matched by stamp; names are the stamps.
-        images = images_from_bag(Path(args.bag), args.image_topic, None, args.pose_topic,
-                                 Path(args.gt) if args.gt else None)
-        stamps = np.array([int(name) for name in images.names], dtype=np.int64)
-        source = {"bag": args.bag, "image_topic": args.image_topic}
-    elif args.images:
-        images_dir = Path(args.images)
-        gt = Path(args.gt) if args.gt else images_dir.parent / "poses.tum"
-        images = images_from_folder(images_dir, None, gt)
-        stamps = ground_truth_stamps(gt, len(images.names))
-        source = {"images": str(images_dir)}
-    else:
-        raise ValueError("give --images DIR or --bag BAG")
-    width, height = (int(v) for v in pram_map.camera_size[0])
-    if not np.allclose(images.K, pram_map.K(0), atol=1e-3) or (images.width, images.height) != (width, height):
-        raise ValueError(f"{args.bag or args.images}: the camera ({images.width}x{images.height}, "
-                         f"fx {images.K[0, 0]:.1f}) is not the map's ({width}x{height}, fx {pram_map.K(0)[0, 0]:.1f})")
-    database = _retrieval_database(map_path, pram_map, args) if args.method == "retrieval" else None
-    localizer = create_localizer(args.method, pram_map, model.recognizer, database, args.threads)
-    run = run_sequence(localizer, images, stamps)
-    metrics = write_report(Path(args.out), run, {"method": args.method, "map": map_path, **source})
-    latency = metrics["latency_ms"].get("total_ms", {})
-    print(f"{args.bag or args.images}: {metrics['frames']} frames, method {args.method}: "
-          f"localized {metrics['localized_ratio']:.3f}, recall 5 cm/5 deg {metrics['recall_5cm_5deg']:.3f}, wrong {metrics['wrong_ratio']:.3f}, "
-          f"total p50 {latency.get('p50', float('nan')):.1f} ms, p90 {latency.get('p90', float('nan')):.1f} ms")
-    print(f"wrote {args.out}/metrics.json, trajectory.tum and plots")
-    return 0
-
-
-def _retrieval_database(map_path: str, pram_map, args: argparse.Namespace):
-    """The map's retrieval database (--retrieval-db, default beside the map): built and
-    cached when missing or with --rebuild-retrieval; a stale one is refused."""
-    from pram_ros.localization.retrieval import (
-        build_retrieval_database,
-        default_database_path,
-        load_retrieval_database,
-        save_retrieval_database,
-    )
-
-    path = Path(args.retrieval_db) if args.retrieval_db else default_database_path(map_path)
-    if path.exists() and not args.rebuild_retrieval:
-        return load_retrieval_database(path, pram_map)
-    logger.info("building the retrieval database %s (the full reconstruction of the map's images; once)", path)
-    try:
-        database = build_retrieval_database(pram_map, args.map_images, num_threads=args.threads)
-    except FileNotFoundError as error:  # the map's images moved: say which option gives them here
-        raise FileNotFoundError(f"{error} (here: --map-images DIR, to build the retrieval database)") from None
-    size = save_retrieval_database(database, path)
-    logger.info("wrote %s (%.1f MB)", path, size / 1e6)
-    return database
-
-
-def _eval_recognition(args: argparse.Namespace) -> int:
-    import json
-
-    from pram_ros.features import ExtractorConfig, create_extractor
-    from pram_ros.mapping.mapfile import load_map
-    from pram_ros.recognition.evaluate import evaluate_sequence
-    from pram_ros.recognition.modelfile import default_model_path, load_model
-
-    if not args.images:
-        raise ValueError("--stage recognition needs --images DIR (with poses.tum and depth/ beside it)")
-    maps = [(path, load_map(Path(path))) for path in args.map]
-    model = load_model(Path(args.model) if args.model else default_model_path(args.map[0]), maps)
-    names = [s.name for s in model.scenes]
-    if args.scene is not None and args.scene not in names:
-        raise ValueError(f"--scene {args.scene!r}: the model knows scenes {names}")
-    scene_index = names.index(args.scene) if args.scene is not None else 0
-    images = Path(args.images)
-    gt = Path(args.gt) if args.gt else images.parent / "poses.tum"
-    pram_map = maps[scene_index][1]
-    unmapped = args.unmapped
-    if not unmapped:
-        # A demo-world sequence of another scene than the map's is a place the map does not hold.
-        query_scene = _read_scene(images.parent)
-        map_images = (pram_map.meta.get("source") or {}).get("images")
-        map_scene = _read_scene(Path(map_images).parent) if map_images else None
-        unmapped = query_scene is not None and map_scene is not None and query_scene != map_scene
-    extractor = create_extractor(ExtractorConfig.from_dict(pram_map.extractor_config()), num_threads=args.threads)
-    summary = evaluate_sequence(model.recognizer, extractor, model.scenes, scene_index, pram_map, images, gt,
-                                Path(args.depth) if args.depth else None, unmapped=unmapped)
-    summary = {"stage": "recognition", "images": str(images), "scene": names[scene_index], "unmapped": unmapped,
-               **summary}
-    text = json.dumps(summary, indent=2)
-    print(text)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "recognition.json").write_text(text + "\n")
-    return 0
-
-
-def _cmd_bench(args: argparse.Namespace) -> int:
-    if args.scale:
-        return _bench_scale(args)
-    if args.stage == "localization":
-        return _bench_localization(args)
-    return _bench_recognition(args)
-
-
-def _bench_localization(args: argparse.Namespace) -> int:
-    import json
-
-    import cv2
-    import torch
-
-    from pram_ros.evaluation.bench import BenchConfig, format_table, query_sequences, run_bench
-    from pram_ros.features import ExtractorConfig, create_extractor
-    from pram_ros.mapping.mapfile import load_map
-    from pram_ros.recognition.modelfile import default_model_path, load_model
-
-    # Every method under the same budget: torch (XFeat, recognizer) and OpenCV threads.
-    torch.set_num_threads(args.threads)
-    cv2.setNumThreads(args.threads)
-    map_path = args.map or "demo/map.npz"
-    pram_map = load_map(Path(map_path))
-    model = load_model(Path(args.model) if args.model else default_model_path(map_path), [(map_path, pram_map)])
-    methods = tuple(args.method) if args.method else BenchConfig.methods
-    database = _retrieval_database(map_path, pram_map, args) if "retrieval" in methods else None
-    sequences = query_sequences(Path(args.world), args.sequence)
-    extractor = create_extractor(ExtractorConfig.from_dict(pram_map.extractor_config()), num_threads=args.threads)
-    config = BenchConfig(methods=methods, threads=args.threads, extra={"map": map_path, "world": args.world})
-    bench = run_bench(pram_map, model.recognizer, database, sequences, extractor, config)
-    print(format_table(bench))
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "bench.json").write_text(json.dumps(bench, indent=2) + "\n")
-        print(f"wrote {out / 'bench.json'}")
-    return 0
-
-
-def _bench_scale(args: argparse.Namespace) -> int:
-    from pram_ros.evaluation.scale import SCALE_METHODS, ScaleConfig, format_scale_table, run_scale
-
-    out = Path(args.out or "demo/scale")
-    config = ScaleConfig(rooms=tuple(args.rooms), frames_per_room=args.frames_per_room, train_minutes=args.minutes,
-                         train_variants=not args.no_train_variants,
-                         frames_per_world=args.frames_per_world, sequence=(args.sequence or ["query_offpath"])[0],
-                         methods=tuple(args.method) if args.method else SCALE_METHODS, threads=args.threads)
-    print(format_scale_table(run_scale(out, config)))
-    print(f"wrote {out / 'scale.json'}, scale_latency.png, scale_recall.png, scale_memory.png")
-    return 0
-
-
-def _bench_recognition(args: argparse.Namespace) -> int:
-    import json
-
-    import torch
-
-    from pram_ros.features import ExtractorConfig, create_extractor
-    from pram_ros.mapping.mapfile import load_map
-    from pram_ros.recognition.bench import VARIANTS, bench_recognizer, format_rows, load_queries
-    from pram_ros.recognition.modelfile import default_model_path, load_model
-
-    if not args.map or not args.images:
-        raise ValueError("--stage recognition needs --map MAP and --images DIR")
-    torch.set_num_threads(args.threads)
-    pram_map = load_map(Path(args.map))
-    model = load_model(Path(args.model) if args.model else default_model_path(args.map), [(args.map, pram_map)])
-    images = Path(args.images)
-    extractor = create_extractor(ExtractorConfig.from_dict(pram_map.extractor_config()), num_threads=args.threads)
-    max_keypoints = model.config.max_keypoints
-    queries = load_queries(extractor, pram_map, 0, images, Path(args.gt) if args.gt else images.parent / "poses.tum",
-                           max_keypoints, args.step)
-    rows = bench_recognizer(model.recognizer, queries, VARIANTS)
-    print(format_rows(rows, max_keypoints, args.threads))
-    if args.out:
-        Path(args.out).write_text(json.dumps({"stage": "recognition", "threads": args.threads,
-                                              "max_keypoints": max_keypoints, "images": str(images),
-                                              "frames": len(queries), "rows": rows}, indent=2) + "\n")
+    print(params_yaml() if args.yaml else params_table(), end="\n" if not args.yaml else "")
     return 0
 
 
@@ -468,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", help="report folder: metrics.json, trajectory.tum and plots "
                                         "(recognition: recognition.json)")
     _add_retrieval_arguments(evaluate)
-    evaluate.set_defaults(run=_cmd_eval)
+    evaluate.set_defaults(run=eval_commands.cmd_eval)
 
     bench = commands.add_parser("bench", help="measure speed against accuracy")
     bench.add_argument("--stage", choices=["localization", "recognition"], default="localization",
@@ -505,7 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="query frames per world, evenly spaced over the --sequence (default 40; "
                             "default sequence query_offpath)")
     _add_retrieval_arguments(bench)
-    bench.set_defaults(run=_cmd_bench)
+    bench.set_defaults(run=eval_commands.cmd_bench)
+
+    params = commands.add_parser("params", help="every pram_node and localizer parameter: default, range, doc")
+    params.add_argument("--yaml", action="store_true", help="print the node's params YAML (config/pram.yaml)")
+    params.set_defaults(run=_cmd_params)
     return parser
 
 
@@ -521,6 +297,3 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", error)
         return 2
 
-
-if __name__ == "__main__":
-    sys.exit(main())

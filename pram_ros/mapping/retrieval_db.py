@@ -1,6 +1,6 @@
-"""The hloc-style retrieval baseline: global descriptors, top-k images, 2D-3D matches, PnP.
+"""The retrieval database of the hloc-style retrieval baseline (in pram_ros.localization).
 
-It needs what the PRAM map deliberately drops (DESIGN.md §2): every observation's
+The baseline needs what the PRAM map deliberately drops (DESIGN.md §2): every observation's
 descriptor and a global descriptor per database image. So it has its own file, the
 *retrieval database*, built for the benchmark only, next to the map (MAP.retrieval.npz).
 
@@ -12,12 +12,6 @@ codebook is k-means on the database descriptors (fixed seed). Out: a `RetrievalD
 holding every 3D point, every observation's descriptor (float16) and one VLAD vector per
 image, stamped with the map's fingerprint; `save_retrieval_database` writes it as .npz
 (no pickle), `load_retrieval_database` refuses a file built for another map.
-
-Localizing (`RetrievalLocalizer`, the `Localizer` interface and Result). Per frame: the
-query's VLAD -> the top-k database images by cosine similarity -> mutual-NN matching of
-the query keypoints against each of those images' observations, pooled into 2D-3D
-matches -> the Localizer's PnP RANSAC and acceptance gate. No recognition and no
-tracking: every frame is relocalized from scratch, as hloc does.
 """
 
 from __future__ import annotations
@@ -36,10 +30,9 @@ import numpy as np
 from sklearn.cluster import KMeans
 from tqdm import tqdm
 
-from pram_ros.features import ExtractorConfig, FeatureExtractor, Features, create_extractor, match_mutual_nn
+from pram_ros.features import ExtractorConfig, FeatureExtractor, Features, create_extractor
 from pram_ros.geometry import invert
-from pram_ros.localization.localizer import Localizer, LocalizerConfig, Result, State, _ms
-from pram_ros.mapping.build import ImageSet
+from pram_ros.io.imageset import ImageSet
 from pram_ros.mapping.mapfile import PramMap, map_fingerprint
 from pram_ros.mapping.sfm import SfmConfig, reconstruct, tracks_from_result
 
@@ -264,59 +257,3 @@ def load_retrieval_database(path: str | Path, pram_map: PramMap | None = None) -
                 f"{path}: map_fingerprint {str(meta.get('map_fingerprint'))[:12]}... is not the map's "
                 f"{expected[:12]}...: it was built for another map (stale); rebuild it (--rebuild-retrieval)")
     return database
-
-
-# ----------------------------------------------------------------------------------------
-# Localizing
-
-class RetrievalLocalizer(Localizer):
-    """The hloc-style baseline behind the Localizer interface: `process(image, stamp_ns)`."""
-
-    def __init__(self, pram_map: PramMap, database: RetrievalDatabase, config: LocalizerConfig | None = None,
-                 retrieval: RetrievalConfig | None = None, extractor: FeatureExtractor | None = None):
-        # The same gate and PnP settings as the Localizer; no tracking, as hloc.
-        self.config = replace(config or LocalizerConfig(), tracking=False)
-        self.retrieval = retrieval or RetrievalConfig()
-        descriptor_dim = int(pram_map.meta["extractor"]["descriptor_dim"])
-        if database.codebook.shape[1] != descriptor_dim or database.obs_descriptor.shape[1] != descriptor_dim:
-            raise RetrievalDatabaseError(f"the retrieval database holds {database.codebook.shape[1]}-d descriptors, "
-                                         f"the map's extractor gives {descriptor_dim}-d")
-        self.map = None  # the baseline holds its database, not the PRAM map
-        self.recognizer = None
-        self._init_camera(pram_map, extractor)
-        self.database = database
-        self.points_xyz = database.point_xyz
-        self.reset()
-
-    def memory_bytes(self) -> dict[str, int]:
-        return self.database.memory_bytes()
-
-    def retrieve(self, descriptors: np.ndarray) -> np.ndarray:
-        """The top-k database images for a query's descriptors, most similar first."""
-        similarity = self.database.global_descriptor @ vlad(descriptors, self.database.codebook)
-        top = min(self.retrieval.top_k, len(similarity))
-        best = np.argpartition(-similarity, top - 1)[:top]
-        return best[np.argsort(-similarity[best], kind="stable")]
-
-    def _relocalize(self, features: Features, stamp_ns: int, timings: dict, recognition=None) -> Result:
-        tick = time.perf_counter()
-        count = min(len(features), self.config.max_keypoints)
-        descriptors = features.descriptors[:count]
-        images = self.retrieve(descriptors)
-        timings["retrieval_ms"] = _ms(tick)
-
-        tick = time.perf_counter()
-        pairs = []
-        for image in images:
-            rows = self.database.observations(int(image))
-            matches = match_mutual_nn(descriptors, self.database.obs_descriptor[rows].astype(np.float32),
-                                      ratio=self.config.match_ratio)
-            pairs.append(np.stack([matches[:, 0], self.database.obs_point[rows][matches[:, 1]]], axis=1))
-        # A keypoint may match several points through different images: RANSAC picks.
-        pairs = np.unique(np.concatenate(pairs).astype(np.int64), axis=0) if pairs else np.zeros((0, 2), np.int64)
-        registration = self._register(features.keypoints[pairs[:, 0]], pairs[:, 1], self.config.ransac_max_error_px)
-        timings["registration_ms"] = _ms(tick)
-        return self._gate(registration, stamp_ns, State.RELOCALIZED, self.config.min_inliers)
-
-    def _landmarks_of(self, points: np.ndarray) -> np.ndarray:
-        return np.zeros(0, np.int64)  # the baseline has no landmarks

@@ -1,8 +1,12 @@
 """rosbag2 input/output through the `rosbags` library (no ROS install needed).
 
-In: a sequence folder (images/, poses.tum, camera.yaml, sequence.yaml; see
-`pram_ros.world`). Out: a rosbag2 (mcap or sqlite3) with the topics a robot would
-record, so replay and evaluation exercise the same paths as live data:
+Reading: a rosbag2 in -> (topic, msgtype, stamp, CDR bytes) out (`iter_bag_messages`),
+rosbags message objects (`deserialize`), RGB or mono arrays (`decode_image`, which the
+node uses on live images too).
+
+Writing (`write_sequence_bag`): a sequence folder in (images/, poses.tum, camera.yaml;
+see pram_ros.io.tum, .camera, .images) -> a rosbag2 (mcap or sqlite3) out with the
+topics a robot would record, so replay and evaluation exercise the same paths as live data:
 
 - /camera/image_raw (sensor_msgs/Image, rgb8) and /camera/camera_info;
 - /ground_truth/pose (geometry_msgs/PoseStamped of the camera optical frame in `map`);
@@ -31,7 +35,9 @@ from pram_ros.geometry import (
     quat_from_transform,
     yaw_transform,
 )
-from pram_ros.world.io import load_camera_yaml, load_image, load_tum
+from pram_ros.io.camera import load_camera_yaml
+from pram_ros.io.images import load_image
+from pram_ros.io.tum import load_tum
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,237 @@
+"""`pram eval` and `pram bench`: the command-line handlers of evaluation and benchmarks.
+
+In: parsed arguments (see pram_ros/cli/__init__.py). Out: reports and tables on disk and a
+summary on stdout; exit code 0, or a ValueError/FileNotFoundError with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+logger = logging.getLogger("pram")
+
+
+def _read_scene(sequence_dir: Path) -> str | None:
+    """The demo world's scene name of a sequence folder, if it has a sequence.yaml."""
+    import yaml
+
+    path = sequence_dir / "sequence.yaml"
+    if not path.is_file():
+        return None
+    with open(path) as handle:
+        return (yaml.safe_load(handle) or {}).get("scene")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    if args.live:
+        return _eval_live(args)
+    if args.stage == "recognition":
+        return _eval_recognition(args)
+    return _eval_localization(args)
+
+
+def _eval_live(args: argparse.Namespace) -> int:
+    from pram_ros.evaluation.live import LiveConfig, run_live
+
+    if not args.bag or not args.out or len(args.map) != 1 or not args.rate > 0:
+        raise ValueError("--live takes one --map, a --bag, --out REPORT and a --rate > 0")
+    params = {"num_threads": args.threads} if args.threads else {}
+    if args.model:
+        params["model_path"] = args.model
+    metrics = run_live(LiveConfig(Path(args.map[0]), Path(args.bag), Path(args.out), rate=args.rate,
+                                  image_topic=args.image_topic, ground_truth_topic=args.pose_topic, node_params=params))
+    latency = metrics["latency_ms"].get("node_latency_ms", {})
+    total = metrics["latency_ms"].get("total_ms", {})
+    print(f"{args.bag} through pram_node at rate {args.rate}: {metrics['frames_processed']} of "
+          f"{metrics['frames_in_bag']} frames processed ({metrics['dropped_frames']} dropped, "
+          f"{metrics['not_received']} not received), {metrics['achieved_rate_hz']} Hz of {metrics['input_rate_hz']} Hz")
+    print(f"  over processed frames: recall 5 cm/5 deg {metrics['recall_5cm_5deg']:.3f}, median "
+          f"{(metrics['median_t_m'] or float('nan')) * 100:.1f} cm / {metrics['median_r_deg'] or float('nan'):.2f} deg, "
+          f"wrong {metrics['wrong_ratio']:.3f}")
+    print(f"  node latency (image stamp to publish) p50 {latency.get('p50', float('nan')):.0f} ms, "
+          f"p90 {latency.get('p90', float('nan')):.0f} ms; processing p50 {total.get('p50', float('nan')):.0f} ms")
+    print(f"wrote {args.out}/metrics.json, trajectory.tum and plots")
+    return 0
+
+
+def _eval_localization(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from pram_ros.evaluation.report import ground_truth_stamps, run_sequence, write_report
+    from pram_ros.io.imageset import images_from_bag, images_from_folder
+    from pram_ros.localization import create_localizer, load_parts
+    from pram_ros.localization.registration import Camera
+
+    if len(args.map) != 1:
+        raise ValueError("localization takes one --map")
+    if not args.out:
+        raise ValueError("give --out REPORT (a folder)")
+    map_path = args.map[0]
+    parts = load_parts(map_path, args.model, with_model=args.method in ("pram", "pram-reloc"), num_threads=args.threads)
+    if args.bag:
+        # Images and ground truth from the bag, matched by stamp; names are the stamps.
+        images = images_from_bag(Path(args.bag), args.image_topic, None, args.pose_topic,
+                                 Path(args.gt) if args.gt else None)
+        stamps = np.array([int(name) for name in images.names], dtype=np.int64)
+        source = {"bag": args.bag, "image_topic": args.image_topic}
+    elif args.images:
+        images_dir = Path(args.images)
+        gt = Path(args.gt) if args.gt else images_dir.parent / "poses.tum"
+        images = images_from_folder(images_dir, None, gt)
+        stamps = ground_truth_stamps(gt, len(images.names))
+        source = {"images": str(images_dir)}
+    else:
+        raise ValueError("give --images DIR or --bag BAG")
+    mismatch = Camera.of_map(parts.map).mismatch(images.K, images.width, images.height)
+    if mismatch:
+        raise ValueError(f"{args.bag or args.images}: {mismatch}")
+    database = _retrieval_database(map_path, parts.map, args) if args.method == "retrieval" else None
+    localizer = create_localizer(args.method, parts, database=database)
+    run = run_sequence(localizer, images, stamps)
+    metrics = write_report(Path(args.out), run, {"method": args.method, "map": map_path, **source})
+    latency = metrics["latency_ms"].get("total_ms", {})
+    print(f"{args.bag or args.images}: {metrics['frames']} frames, method {args.method}: "
+          f"localized {metrics['localized_ratio']:.3f}, recall 5 cm/5 deg {metrics['recall_5cm_5deg']:.3f}, wrong {metrics['wrong_ratio']:.3f}, "
+          f"total p50 {latency.get('p50', float('nan')):.1f} ms, p90 {latency.get('p90', float('nan')):.1f} ms")
+    print(f"wrote {args.out}/metrics.json, trajectory.tum and plots")
+    return 0
+
+
+def _retrieval_database(map_path: str, pram_map, args: argparse.Namespace):
+    """The map's retrieval database (--retrieval-db, default beside the map): built and
+    cached when missing or with --rebuild-retrieval; a stale one is refused."""
+    from pram_ros.mapping.retrieval_db import (
+        build_retrieval_database,
+        default_database_path,
+        load_retrieval_database,
+        save_retrieval_database,
+    )
+
+    path = Path(args.retrieval_db) if args.retrieval_db else default_database_path(map_path)
+    if path.exists() and not args.rebuild_retrieval:
+        return load_retrieval_database(path, pram_map)
+    logger.info("building the retrieval database %s (the full reconstruction of the map's images; once)", path)
+    try:
+        database = build_retrieval_database(pram_map, args.map_images, num_threads=args.threads)
+    except FileNotFoundError as error:  # the map's images moved: say which option gives them here
+        raise FileNotFoundError(f"{error} (here: --map-images DIR, to build the retrieval database)") from None
+    size = save_retrieval_database(database, path)
+    logger.info("wrote %s (%.1f MB)", path, size / 1e6)
+    return database
+
+
+def _eval_recognition(args: argparse.Namespace) -> int:
+    import json
+
+    from pram_ros.localization.loading import map_extractor
+    from pram_ros.mapping.mapfile import load_map
+    from pram_ros.recognition.evaluate import evaluate_sequence
+    from pram_ros.recognition.modelfile import default_model_path, load_model
+
+    if not args.images:
+        raise ValueError("--stage recognition needs --images DIR (with poses.tum and depth/ beside it)")
+    maps = [(path, load_map(Path(path))) for path in args.map]
+    model = load_model(Path(args.model) if args.model else default_model_path(args.map[0]), maps)
+    names = [s.name for s in model.scenes]
+    if args.scene is not None and args.scene not in names:
+        raise ValueError(f"--scene {args.scene!r}: the model knows scenes {names}")
+    scene_index = names.index(args.scene) if args.scene is not None else 0
+    images = Path(args.images)
+    gt = Path(args.gt) if args.gt else images.parent / "poses.tum"
+    pram_map = maps[scene_index][1]
+    unmapped = args.unmapped
+    if not unmapped:
+        # A demo-world sequence of another scene than the map's is a place the map does not hold.
+        query_scene = _read_scene(images.parent)
+        map_images = (pram_map.meta.get("source") or {}).get("images")
+        map_scene = _read_scene(Path(map_images).parent) if map_images else None
+        unmapped = query_scene is not None and map_scene is not None and query_scene != map_scene
+    extractor = map_extractor(pram_map, num_threads=args.threads)
+    summary = evaluate_sequence(model.recognizer, extractor, model.scenes, scene_index, pram_map, images, gt,
+                                Path(args.depth) if args.depth else None, unmapped=unmapped)
+    summary = {"stage": "recognition", "images": str(images), "scene": names[scene_index], "unmapped": unmapped,
+               **summary}
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "recognition.json").write_text(text + "\n")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.scale:
+        return _bench_scale(args)
+    if args.stage == "localization":
+        return _bench_localization(args)
+    return _bench_recognition(args)
+
+
+def _bench_localization(args: argparse.Namespace) -> int:
+    import json
+
+    import cv2
+    import torch
+
+    from pram_ros.evaluation.bench import BenchConfig, format_table, query_sequences, run_bench
+    from pram_ros.localization import load_parts
+
+    # Every method under the same budget: torch (XFeat, recognizer) and OpenCV threads.
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
+    map_path = args.map or "demo/map.npz"
+    parts = load_parts(map_path, args.model, num_threads=args.threads)
+    methods = tuple(args.method) if args.method else BenchConfig.methods
+    database = _retrieval_database(map_path, parts.map, args) if "retrieval" in methods else None
+    sequences = query_sequences(Path(args.world), args.sequence)
+    config = BenchConfig(methods=methods, threads=args.threads, extra={"map": map_path, "world": args.world})
+    bench = run_bench(parts, database, sequences, config)
+    print(format_table(bench))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "bench.json").write_text(json.dumps(bench, indent=2) + "\n")
+        print(f"wrote {out / 'bench.json'}")
+    return 0
+
+
+def _bench_scale(args: argparse.Namespace) -> int:
+    from pram_ros.evaluation.scale import SCALE_METHODS, ScaleConfig, format_scale_table, run_scale
+
+    out = Path(args.out or "demo/scale")
+    config = ScaleConfig(rooms=tuple(args.rooms), frames_per_room=args.frames_per_room, train_minutes=args.minutes,
+                         train_variants=not args.no_train_variants,
+                         frames_per_world=args.frames_per_world, sequence=(args.sequence or ["query_offpath"])[0],
+                         methods=tuple(args.method) if args.method else SCALE_METHODS, threads=args.threads)
+    print(format_scale_table(run_scale(out, config)))
+    print(f"wrote {out / 'scale.json'}, scale_latency.png, scale_recall.png, scale_memory.png")
+    return 0
+
+
+def _bench_recognition(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from pram_ros.localization import load_parts
+    from pram_ros.recognition.bench import VARIANTS, bench_recognizer, format_rows, load_queries
+
+    if not args.map or not args.images:
+        raise ValueError("--stage recognition needs --map MAP and --images DIR")
+    torch.set_num_threads(args.threads)
+    parts = load_parts(args.map, args.model, num_threads=args.threads, device="cpu")
+    pram_map, model, extractor = parts.map, parts.model, parts.extractor
+    images = Path(args.images)
+    max_keypoints = model.config.max_keypoints
+    queries = load_queries(extractor, pram_map, 0, images, Path(args.gt) if args.gt else images.parent / "poses.tum",
+                           max_keypoints, args.step)
+    rows = bench_recognizer(model.recognizer, queries, VARIANTS)
+    print(format_rows(rows, max_keypoints, args.threads))
+    if args.out:
+        Path(args.out).write_text(json.dumps({"stage": "recognition", "threads": args.threads,
+                                              "max_keypoints": max_keypoints, "images": str(images),
+                                              "frames": len(queries), "rows": rows}, indent=2) + "\n")
+    return 0

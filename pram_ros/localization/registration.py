@@ -1,0 +1,288 @@
+"""Registration: 2D-3D matching against the map's points, PnP RANSAC, and a pure gate.
+
+In: a frame's `Features`, the map's points (`MapPoints`: xyz, one descriptor each, their
+landmarks and look-alike twins) and the camera. Out: a `Registration` (pose, covariance,
+inliers) or None, and the gate's verdict on it. Nothing here keeps state between frames:
+every function returns what it found and changes nothing, so the localizers decide what
+a result means for their track.
+
+Matching is mutual nearest neighbour with a ratio test, then a second ratio test against
+each matched point's twin (the most similar point elsewhere), which repeated textures need.
+`register_in_view` matches against the points a predicted pose sees: by descriptor (unbiased
+by the prediction), then, if that fails the gate, each projected point against the best
+keypoint near it (guided). `refine` registers an accepted pose once more that way.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import pycolmap
+import torch
+from scipy.spatial import cKDTree
+
+from pram_ros.features import Features, match_mutual_nn
+from pram_ros.geometry import in_view, project_points
+from pram_ros.localization.result import LOST_VARIANCE, Result, State
+from pram_ros.mapping.mapfile import PramMap
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Camera:
+    """The map's pinhole camera: every query image must be of it (rectified)."""
+
+    K: np.ndarray
+    width: int
+    height: int
+    colmap: pycolmap.Camera
+
+    @classmethod
+    def of_map(cls, pram_map: PramMap) -> "Camera":
+        width, height = (int(v) for v in pram_map.camera_size[0])
+        fx, fy, cx, cy = pram_map.camera_params[0]
+        # Keypoints and intrinsics share OpenCV's pixel convention, so no half-pixel shift is needed.
+        colmap = pycolmap.Camera(model="PINHOLE", width=width, height=height, params=[fx, fy, cx, cy])
+        return cls(pram_map.K(0), width, height, colmap)
+
+    def image_problem(self, image) -> str:
+        """Why this image cannot be localized against the map ("" when it can)."""
+        if not isinstance(image, np.ndarray) or image.ndim not in (2, 3):
+            return "not an image array"
+        if image.shape[0] != self.height or image.shape[1] != self.width:
+            return f"image is {image.shape[1]}x{image.shape[0]}, the map's camera {self.width}x{self.height}"
+        if image.ndim == 3 and image.shape[2] not in (1, 3, 4):
+            return f"image has {image.shape[2]} channels"
+        return ""
+
+    def mismatch(self, K: np.ndarray, width: int, height: int) -> str:
+        """Why a camera (intrinsics, size) is not the map's ("" when it is)."""
+        if (width, height) != (self.width, self.height):
+            return f"the camera is {width}x{height}, the map's {self.width}x{self.height}"
+        if not np.allclose(K, self.K, rtol=5e-3, atol=0.5):
+            return (f"the camera (fx {K[0, 0]:.1f} fy {K[1, 1]:.1f} cx {K[0, 2]:.1f} cy {K[1, 2]:.1f}) is not the "
+                    f"map's (fx {self.K[0, 0]:.1f} fy {self.K[1, 1]:.1f} cx {self.K[0, 2]:.1f} cy {self.K[1, 2]:.1f})")
+        return ""
+
+
+class MapPoints:
+    """The map's points as registration reads them: xyz, descriptors, landmarks, twins."""
+
+    def __init__(self, pram_map: PramMap, twin_min_distance_m: float):
+        # The map's own arrays, not float32/float64 copies: the resident map stays small, and
+        # only the points a frame matches against are widened (`descriptors`).
+        self.xyz = pram_map.point_xyz
+        self.descriptor = pram_map.point_descriptor
+        self.point_landmark = pram_map.point_landmark
+        self.num_landmarks = pram_map.num_landmarks
+        self.landmark_points = [pram_map.landmark_points(k).astype(np.int32) for k in range(self.num_landmarks + 1)]
+        self.twin = descriptor_twins(self.descriptor, self.xyz, twin_min_distance_m).astype(np.int32)
+
+    def __len__(self) -> int:
+        return len(self.xyz)
+
+    def descriptors(self, points: np.ndarray) -> np.ndarray:
+        """float32 descriptors of these points (stored as float16)."""
+        return self.descriptor[points].astype(np.float32)
+
+    def landmarks_of(self, points: np.ndarray) -> np.ndarray:
+        """Landmark ids of these (inlier) points, most points first."""
+        counts = np.bincount(self.point_landmark[points], minlength=self.num_landmarks + 1)
+        used = np.argsort(-counts, kind="stable")
+        return used[counts[used] > 0]
+
+    def working_bytes(self) -> int:
+        """What this index holds beyond the map's own arrays."""
+        return sum(int(a.nbytes) for a in (self.twin, *self.landmark_points))
+
+
+@dataclass
+class Registration:
+    cam_from_world: np.ndarray
+    covariance: np.ndarray
+    inlier_points: np.ndarray  # point indices of the inliers
+    inliers_uv: np.ndarray  # their keypoints' pixels
+    num_inliers: int
+    num_candidates: int
+
+
+class Outcome(NamedTuple):
+    """A registration and the gate's verdict: `reason` is "" when it passed."""
+
+    registration: Registration | None
+    reason: str
+
+    @property
+    def accepted(self) -> bool:
+        return self.registration is not None and not self.reason
+
+    def result(self, stamp_ns: int, state: State, landmark_ids: np.ndarray) -> Result:
+        """The localized Result when accepted, else LOST with the reason."""
+        registration = self.registration
+        if registration is None:
+            return Result(stamp_ns, State.LOST, message=self.reason)
+        if self.reason:
+            return Result(stamp_ns, State.LOST, num_inliers=registration.num_inliers,
+                          num_candidates=registration.num_candidates, message=self.reason)
+        return Result(stamp_ns, state, registration.cam_from_world, registration.covariance, landmark_ids,
+                      registration.num_inliers, registration.num_candidates, inliers_uv=registration.inliers_uv)
+
+
+def gate(registration: Registration | None, min_inliers: int, min_inlier_ratio: float) -> Outcome:
+    """Accept a registration with at least `min_inliers` inliers making up at least
+    `min_inlier_ratio` of its candidates and a finite pose."""
+    if registration is None:
+        return Outcome(None, "no pose: too few matches")
+    ratio = registration.num_inliers / max(registration.num_candidates, 1)
+    if registration.num_inliers < min_inliers or ratio < min_inlier_ratio \
+            or not np.all(np.isfinite(registration.cam_from_world)):
+        return Outcome(registration, f"gate: {registration.num_inliers} inliers of {registration.num_candidates}")
+    return Outcome(registration, "")
+
+
+def estimate_pose(camera: Camera, keypoints_uv: np.ndarray, points: np.ndarray, points_xyz: np.ndarray,
+                  max_error_px: float) -> Registration | None:
+    """PnP RANSAC (pycolmap) of keypoints [N x 2] against their points' xyz [N x 3]; `points`
+    [N] are the points' indices, kept for the inliers."""
+    if len(points) < 4:
+        return None
+    options = pycolmap.AbsolutePoseEstimationOptions()
+    options.ransac.max_error = max_error_px
+    options.ransac.random_seed = 0  # the same frame gives the same pose
+    try:
+        estimate = pycolmap.estimate_and_refine_absolute_pose(
+            keypoints_uv.astype(np.float64), points_xyz.astype(np.float64), camera.colmap, options,
+            pycolmap.AbsolutePoseRefinementOptions(), True)
+    except (RuntimeError, ValueError) as exc:  # degenerate configurations
+        logger.debug("PnP failed: %s", exc)
+        return None
+    if estimate is None:
+        return None
+    cam_from_world = np.eye(4)
+    cam_from_world[:3] = np.asarray(estimate["cam_from_world"].matrix())
+    covariance = np.asarray(estimate.get("covariance", np.eye(6) * LOST_VARIANCE), dtype=np.float64)
+    mask = np.asarray(estimate["inlier_mask"], bool)
+    return Registration(cam_from_world, covariance, points[mask], keypoints_uv[mask], int(mask.sum()), len(points))
+
+
+def register_matches(camera: Camera, index: MapPoints, features: Features, keypoints: np.ndarray,
+                     points: np.ndarray, matches: np.ndarray, max_error_px: float) -> Registration | None:
+    """PnP of matches [M x 2] (positions in `keypoints`, in `points`)."""
+    matched = points[matches[:, 1]]
+    return estimate_pose(camera, features.keypoints[keypoints[matches[:, 0]]], matched, index.xyz[matched],
+                         max_error_px)
+
+
+def match_points(index: MapPoints, descriptors: np.ndarray, points: np.ndarray, ratio: float) -> np.ndarray:
+    """Query descriptors against these map points: mutual NN, ratio test, then the twin
+    test. -> [M x 2] (row in `descriptors`, position in `points`)."""
+    matches = match_mutual_nn(descriptors, index.descriptors(points), ratio=ratio)
+    return distinct(index, descriptors, points, matches, ratio)
+
+
+def distinct(index: MapPoints, descriptors: np.ndarray, points: np.ndarray, matches: np.ndarray,
+             ratio: float) -> np.ndarray:
+    """Drop matches whose map point has a look-alike elsewhere that the keypoint matches
+    almost as well (a ratio test against the point's twin)."""
+    if not len(matches):
+        return matches
+    query = descriptors[matches[:, 0]]
+    matched = points[matches[:, 1]]
+    best = np.linalg.norm(query - index.descriptors(matched), axis=1)
+    twin = index.twin[matched]
+    has_twin = twin >= 0
+    twin_distance = np.full(len(matches), np.inf)
+    twin_distance[has_twin] = np.linalg.norm(query[has_twin] - index.descriptors(twin[has_twin]), axis=1)
+    return matches[best < ratio * twin_distance]
+
+
+def points_in_view(index: MapPoints, camera: Camera, cam_from_world: np.ndarray,
+                   slack_px: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """The points a pose sees (within `slack_px` of the image) and their pixels."""
+    uv, depth = project_points(index.xyz, cam_from_world, camera.K)
+    points = np.flatnonzero(in_view(uv, depth, camera.width, camera.height, slack_px=slack_px))
+    return points, uv[points]
+
+
+def guided_matches(index: MapPoints, features: Features, points: np.ndarray, uv: np.ndarray, radius_px: float,
+                   ratio: float) -> np.ndarray:
+    """For each projected point, the best keypoint within the radius (ratio test against
+    the second best there); each keypoint keeps only its best point. -> [M x 2]
+    (keypoint index, position in `points`)."""
+    if not len(points) or not len(features):
+        return np.zeros((0, 2), np.int64)
+    neighbours = 4
+    distance, nearest = cKDTree(features.keypoints).query(uv, k=neighbours, distance_upper_bound=radius_px)
+    valid = np.isfinite(distance)
+    nearest = np.where(valid, nearest, 0)
+    similarity = np.einsum("pkd,pd->pk", features.descriptors[nearest], index.descriptors(points))
+    descriptor_distance = np.sqrt(np.maximum(2.0 - 2.0 * similarity, 0.0))
+    descriptor_distance[~valid] = np.inf
+    order = np.argsort(descriptor_distance, axis=1)
+    best = np.take_along_axis(descriptor_distance, order[:, :1], 1)[:, 0]
+    second = np.take_along_axis(descriptor_distance, order[:, 1:2], 1)[:, 0]
+    keep = np.isfinite(best) & (best < ratio * second) & (best < 1.0)
+    keypoint = np.take_along_axis(nearest, order[:, :1], 1)[:, 0]
+    rows = np.flatnonzero(keep)
+    # One point per keypoint: the closest in descriptor space.
+    rows = rows[np.lexsort((best[rows], keypoint[rows]))]
+    first = np.r_[True, keypoint[rows][1:] != keypoint[rows][:-1]] if len(rows) else np.zeros(0, bool)
+    rows = rows[first]
+    return np.stack([keypoint[rows], rows], axis=1).astype(np.int64)
+
+
+def register_in_view(camera: Camera, index: MapPoints, features: Features, predicted: np.ndarray, config,
+                     modes: tuple[str, ...] = ("descriptor", "guided")) -> Outcome:
+    """The keypoints against the points a predicted pose sees, by each of `modes` in turn
+    until one passes the tracking gate (`config`: a LocalizerConfig)."""
+    outcome = Outcome(None, "no pose: too few matches")
+    for mode in modes:
+        if mode == "descriptor":
+            # Unbiased by the prediction: the points it sees, matched by descriptor alone.
+            points, _ = points_in_view(index, camera, predicted, slack_px=0.25 * max(camera.width, camera.height))
+            keypoints = np.arange(min(len(features), config.max_keypoints))
+            matches = match_points(index, features.descriptors[keypoints], points, config.match_ratio)
+        else:
+            points, uv = points_in_view(index, camera, predicted)
+            keypoints = np.arange(len(features))
+            matches = guided_matches(index, features, points, uv, config.track_radius_px, config.track_ratio)
+        registration = register_matches(camera, index, features, keypoints, points, matches,
+                                        config.track_ransac_max_error_px)
+        outcome = gate(registration, config.min_track_inliers, config.min_inlier_ratio)
+        if outcome.accepted:
+            break
+    return outcome
+
+
+def refine(camera: Camera, index: MapPoints, features: Features, accepted: Registration, config) -> Registration:
+    """An accepted pose registered again against every point it sees, matched near their
+    projections (the pose is close by now): more inliers, over the whole image. The pose
+    itself when that fails the tracking gate."""
+    outcome = register_in_view(camera, index, features, accepted.cam_from_world, config, modes=("guided",))
+    return outcome.registration if outcome.accepted else accepted
+
+
+def descriptor_twins(descriptors: np.ndarray, xyz: np.ndarray, min_distance_m: float) -> np.ndarray:
+    """For each point, the point at least `min_distance_m` away whose descriptor is the most
+    similar (-1 when there is none): its look-alike under a repeated texture. Exhaustive,
+    O(points^2): about a second for 16k points; large maps need an approximate search."""
+    count = len(descriptors)
+    chunk = max(16, min(2048, (1 << 25) // max(count, 1)))  # two [chunk x count] float32 matrices
+    twins = np.full(count, -1, np.int64)
+    if count < 2:
+        return twins
+    all_descriptors = torch.from_numpy(np.ascontiguousarray(descriptors, np.float32))
+    all_xyz = torch.from_numpy(np.ascontiguousarray(xyz, np.float32))
+    with torch.inference_mode():
+        for start in range(0, count, chunk):
+            rows = slice(start, min(start + chunk, count))
+            similarity = all_descriptors[rows] @ all_descriptors.T
+            near = torch.cdist(all_xyz[rows], all_xyz) < min_distance_m
+            similarity.masked_fill_(near, -np.inf)
+            best, nearest = similarity.max(dim=1)
+            twins[rows] = torch.where(torch.isfinite(best), nearest, -1).numpy()
+    return twins

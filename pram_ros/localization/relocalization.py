@@ -1,0 +1,94 @@
+"""Relocalization the PRAM way: recognize landmarks, register against their points only.
+
+In: a frame's `Features` and its `Recognition` (per-keypoint landmark labels). Out: an
+`Outcome` (registration.py). The most-voted landmarks (`top_landmarks`) are chosen; the
+keypoints labelled with them are matched against those landmarks' points (pooled, or
+landmark by landmark first: `landmark_matching`), one PnP RANSAC, the gate, and the pose
+refined against every point it sees (`refine_pose`). No state between frames.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pram_ros.features import Features
+from pram_ros.localization.config import LocalizerConfig
+from pram_ros.localization.registration import (
+    Camera,
+    MapPoints,
+    Outcome,
+    gate,
+    match_points,
+    refine,
+    register_matches,
+)
+from pram_ros.recognition.model import Recognition
+
+
+def ranked_landmarks(recognition: Recognition, top: int) -> np.ndarray:
+    """The `top` most-voted landmarks; when fewer got votes, filled up with the landmarks
+    holding the most probability (at least one keypoint's worth)."""
+    ranked = recognition.ranked_landmarks()[:top]
+    if len(ranked) < top and len(recognition.probabilities):
+        mass = recognition.probabilities[:, 1:].sum(axis=0)
+        order = np.argsort(-mass, kind="stable")
+        extra = [k + 1 for k in order if mass[k] >= 1.0 and k + 1 not in ranked]
+        ranked = np.concatenate([ranked, np.asarray(extra, np.int64)])[:top]
+    return ranked.astype(np.int64)
+
+
+def register_landmarks(camera: Camera, index: MapPoints, features: Features, recognition: Recognition,
+                       config: LocalizerConfig) -> Outcome:
+    """The recognized landmarks' points against the keypoints labelled with them."""
+    ranked = ranked_landmarks(recognition, config.top_landmarks)
+    if not len(ranked):
+        return Outcome(None, "no landmark recognized")
+    used = recognition.keypoint_indices
+    labelled = used[np.isin(recognition.labels, ranked)]
+    # Too few keypoints carry the landmarks' labels (background is over-called on views
+    # the map barely covers): let descriptors decide, the gate guards the pose.
+    pooled = labelled if len(labelled) >= config.min_candidates else used
+    ranked_points = np.concatenate([index.landmark_points[k] for k in ranked])
+    attempts = [lambda: (pooled, ranked_points, match_points(index, features.descriptors[pooled], ranked_points,
+                                                             config.match_ratio))]
+    if config.landmark_matching == "per_landmark" and pooled is labelled:
+        attempts.insert(0, lambda: _landmark_matches(index, features, recognition, ranked, config.match_ratio))
+    for attempt in attempts:
+        keypoints, points, matches = attempt()
+        registration = register_matches(camera, index, features, keypoints, points, matches,
+                                        config.ransac_max_error_px)
+        outcome = gate(registration, config.min_inliers, config.min_inlier_ratio)
+        if outcome.accepted:
+            if config.refine_pose:
+                outcome = Outcome(refine(camera, index, features, outcome.registration, config), "")
+            break
+    return outcome
+
+
+def register_all_points(camera: Camera, index: MapPoints, features: Features, config: LocalizerConfig) -> Outcome:
+    """The exhaustive baseline's registration: every keypoint against every map point."""
+    keypoints = np.arange(min(len(features), config.max_keypoints))
+    points = np.arange(len(index))
+    matches = match_points(index, features.descriptors[keypoints], points, config.match_ratio)
+    registration = register_matches(camera, index, features, keypoints, points, matches, config.ransac_max_error_px)
+    outcome = gate(registration, config.min_inliers, config.min_inlier_ratio)
+    if outcome.accepted and config.refine_pose:
+        outcome = Outcome(refine(camera, index, features, outcome.registration, config), "")
+    return outcome
+
+
+def _landmark_matches(index: MapPoints, features: Features, recognition: Recognition, ranked: np.ndarray,
+                      ratio: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each landmark's points against the keypoints recognition labelled with it, ->
+    (keypoint indices, point indices, matches [K x 2] into those two)."""
+    keypoints, points, matches = [], [], []
+    offsets = np.zeros(2, np.int64)
+    for landmark in ranked:
+        labelled = recognition.keypoint_indices[recognition.labels == landmark]
+        landmark_points = index.landmark_points[landmark]
+        found = match_points(index, features.descriptors[labelled], landmark_points, ratio)
+        keypoints.append(labelled)
+        points.append(landmark_points)
+        matches.append(found + offsets)
+        offsets += (len(labelled), len(landmark_points))
+    return np.concatenate(keypoints), np.concatenate(points), np.concatenate(matches)
