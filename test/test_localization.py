@@ -15,7 +15,7 @@ from pram_ros.evaluation.metrics import pose_errors
 from pram_ros.io.imageset import images_from_folder
 from pram_ros.localization import LOST_VARIANCE, Localizer, LocalizerConfig, State
 from pram_ros.localization.baselines import ExhaustiveLocalizer
-from pram_ros.localization.continuity import Anchor, views_overlap
+from pram_ros.localization.continuity import Anchor, View, views_overlap
 from pram_ros.localization.loading import LocalizerParts, create_localizer
 from pram_ros.mapping.mapfile import load_map, save_map
 from pram_ros.recognition.dataset import label_space
@@ -165,27 +165,57 @@ def test_a_jump_while_the_view_stays_continuous_is_held_as_a_look_alike(world, l
     assert not views_overlap(features[11], foreign, 100, 1024)
 
     sequence = list(range(3, 12)) + list(range(28, 36))
-    for min_inliers in (100, 0):
-        config = LocalizerConfig(reverify_every=0, continuity_min_inliers=min_inliers)
+    # Image continuity alone, geometry alone, neither.
+    for min_inliers, min_shared in ((100, 0), (0, 12), (0, 0)):
+        config = LocalizerConfig(reverify_every=0, continuity_min_inliers=min_inliers,
+                                 jump_min_shared_points=min_shared)
         localizer = Localizer(pram_map, recognizer, config)
         results = [localizer.process(frames[frame][0], step) for step, frame in enumerate(sequence[:6])]
         assert results[-1].localized, results[-1].message
-        # Stand-in for a look-alike: the last accepted pose is 3 m from where the camera is.
+        # Stand-in for a look-alike: the last accepted pose (and its view's) is 3 m from where
+        # the camera was.
         elsewhere = np.eye(4)
         elsewhere[:3, 3] = [3.0, 0.0, 0.0]
-        localizer.continuity.anchor = Anchor(results[-1].cam_from_world @ elsewhere, localizer.frame,
-                                             results[-1].stamp_ns)
+        anchor = localizer.continuity.anchor
+        moved = results[-1].cam_from_world @ elsewhere
+        localizer.continuity.anchor = Anchor(moved, localizer.frame, results[-1].stamp_ns,
+                                             View(anchor.view.features, moved))
         results += [localizer.process(frames[frame][0], step) for step, frame in enumerate(sequence[6:], 6)]
         states = [r.state.name for r in results]
         if min_inliers:
             assert all("look-alike" in r.message for r in results[6:9]), [r.message for r in results[6:9]]
-        else:  # without the check the pose is a plain jump, confirmed on its third frame
+        elif min_shared:
+            assert "do not project onto the last accepted view" in results[6].message, results[6].message
+        else:  # without the checks the pose is a plain jump, confirmed on its third frame
             assert "held until" in results[6].message, results[6].message
             _assert_close(results[8], frames[sequence[8]][1], "third frame after the jump")
         # The kidnap after frame 11 breaks the view: relocalized within 3 frames either way.
         recovered = [step for step in range(9, 12) if results[step].localized]
         assert recovered, states
         _assert_close(results[recovered[0]], frames[sequence[recovered[0]]][1], "after the kidnap")
+
+
+def test_jumps_between_overlapping_views_are_accepted_at_once(world, localizer_parts):
+    """Photos taken apart: every step is a jump (the jump thresholds are scaled down to this
+    small room: 24 cm and 28 degrees between photos), but consecutive views overlap and the
+    map's points, projected with the last pose, land on the last view's keypoints: each jump
+    is accepted on its own frame, as relocalizing every frame does. Without the geometric
+    test they are held as look-alikes."""
+    pram_map, recognizer = localizer_parts
+    frames = _frames(world, "mapping")[2:14:3]
+    small = dict(reverify_every=0, jump_distance_m=0.05, jump_angle_deg=5.0, continuity_step_m=0.0,
+                 continuity_step_deg=0.0, continuity_speed_mps=0.0, continuity_turn_dps=0.0)
+    reloc = Localizer(pram_map, recognizer, LocalizerConfig(tracking=False))
+    for step, (rgb, truth) in enumerate(frames):
+        _assert_close(reloc.process(rgb, step), truth, f"pram-reloc, photo {step}")
+    for min_shared in (12, 0):
+        localizer = Localizer(pram_map, recognizer, LocalizerConfig(jump_min_shared_points=min_shared, **small))
+        results = [localizer.process(rgb, step * 100_000_000) for step, (rgb, _) in enumerate(frames)]
+        for step, (result, (_, truth)) in enumerate(zip(results, frames)):
+            if min_shared:
+                _assert_close(result, truth, f"pram, photo {step}")
+            else:
+                assert step == 0 or "look-alike" in result.message, (step, result.state.name, result.message)
 
 
 def test_foreign_images_are_lost(world, localizer_parts):

@@ -251,6 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--model", help="recognizer (default: beside the map)")
     bench.add_argument("--world", default="demo/world", help="localization: world folder with query_* sequences "
                                                              "(default demo/world)")
+    bench.add_argument("--dataset", help="localization: a folder with mapping/ and query/ (each images/, "
+                                         "poses.tum, camera.yaml), e.g. from tools/real_split.py; its map "
+                                         "(DATASET/map.npz), recognizer and retrieval database are built there "
+                                         "when missing")
     bench.add_argument("--sequence", action="append", help="localization: a sequence of the world to use "
                                                            "(repeat; default: every query_*)")
     bench.add_argument("--method", action="append", choices=["pram", "pram-reloc", "exhaustive", "retrieval"],
@@ -269,7 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--frames-per-room", type=_positive_int, default=100,
                        help="mapping frames per room (default 100)")
     scale.add_argument("--minutes", type=float, default=2.0,
-                       help="recognizer training budget per world, in minutes (default 2)")
+                       help="recognizer training budget per world (--scale) or for a --dataset without one, in minutes "
+                            "(default 2)")
     scale.add_argument("--no-train-variants", action="store_true",
                        help="train each recognizer on the database images alone, without their lighting and zoom "
                             "variants (a third of the preparation time)")

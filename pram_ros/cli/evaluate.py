@@ -182,12 +182,17 @@ def _bench_localization(args: argparse.Namespace) -> int:
     # Every method under the same budget: torch (XFeat, recognizer) and OpenCV threads.
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
+    world, names = Path(args.world), args.sequence
     map_path = args.map or "demo/map.npz"
-    parts = load_parts(map_path, args.model, num_threads=args.threads)
+    if args.dataset:
+        world, names = Path(args.dataset), ["query"]
+        map_path = args.map or str(world / "map.npz")
+        _prepare_dataset(world, Path(map_path), args)
     methods = tuple(args.method) if args.method else BenchConfig.methods
+    sequences = query_sequences(world, names)  # checked before the map and model load
+    parts = load_parts(map_path, args.model, num_threads=args.threads)
     database = _retrieval_database(map_path, parts.map, args) if "retrieval" in methods else None
-    sequences = query_sequences(Path(args.world), args.sequence)
-    config = BenchConfig(methods=methods, threads=args.threads, extra={"map": map_path, "world": args.world})
+    config = BenchConfig(methods=methods, threads=args.threads, extra={"map": map_path, "world": str(world)})
     bench = run_bench(parts, database, sequences, config)
     print(format_table(bench))
     if args.out:
@@ -196,6 +201,30 @@ def _bench_localization(args: argparse.Namespace) -> int:
         (out / "bench.json").write_text(json.dumps(bench, indent=2) + "\n")
         print(f"wrote {out / 'bench.json'}")
     return 0
+
+
+def _prepare_dataset(dataset: Path, map_path: Path, args: argparse.Namespace) -> None:
+    """A dataset folder's map and recognizer, built from mapping/ (with its poses) when missing."""
+    from pram_ros.cli import main
+    from pram_ros.recognition.modelfile import default_model_path
+
+    mapping = dataset / "mapping"
+    for needed in (mapping / "images", mapping / "poses.tum", dataset / "query" / "images",
+                   dataset / "query" / "poses.tum"):
+        if not needed.exists():
+            raise FileNotFoundError(f"{needed}: --dataset needs mapping/ and query/, each with images/ and poses.tum "
+                                    "(tools/real_split.py makes them from a photo set)")
+    if not map_path.is_file():
+        logger.info("building %s from %s", map_path, mapping)
+        if main(["map", "build", "--images", str(mapping / "images"), "--poses", str(mapping / "poses.tum"),
+                 "--out", str(map_path)]) != 0:
+            raise RuntimeError(f"{map_path}: the map could not be built from {mapping} (see above)")
+    if not default_model_path(map_path).is_file() and not args.model:
+        logger.info("training the recognizer of %s (%.1f min)", map_path, args.minutes)
+        if main(["train", "--map", str(map_path), "--minutes", str(args.minutes)]) != 0:
+            raise RuntimeError(f"{map_path}: the recognizer could not be trained (see above)")
+    if not args.map_images:
+        args.map_images = str(mapping / "images")
 
 
 def _bench_scale(args: argparse.Namespace) -> int:

@@ -26,6 +26,13 @@ class LocalizerConfig:
         "(background is over-called on views the map barely covers; the gate guards the pose).",
         "recognition", low=0, high=100000)
 
+    widen_landmarks: int = setting(
+        12, "When the top landmarks fail the gate: match every keypoint against this many landmarks, in the "
+        "order of recognition's probability mass; 0 skips this step.", "recognition", low=0, high=100000)
+    widen_max_points: int = setting(
+        20000, "When the landmarks fail the gate, a map with at most this many points is matched whole (on a "
+        "small map that costs about what recognition does); 0 never.", "recognition", low=0, high=100000000)
+
     # -- registration -------------------------------------------------------------------------
     match_ratio: float = setting(
         0.9, "Ratio test of descriptor matching (also against a map point's look-alike twin).", "registration",
@@ -42,6 +49,9 @@ class LocalizerConfig:
     refine_pose: bool = setting(
         True, "Register a full frame's pose once more against every map point it sees, matched near their "
         "projections (steadier under changed lighting).", "registration")
+    refine_rounds: int = setting(
+        3, "Refinement rounds at most, each from the last round's pose, while the inliers grow.", "registration",
+        low=1, high=20)
 
     # -- gate ---------------------------------------------------------------------------------
     min_inliers: int = setting(30, "Gate: PnP inliers for a relocalization.", "gate", low=6, high=10000)
@@ -63,6 +73,10 @@ class LocalizerConfig:
     klt_min_inlier_ratio: float = setting(
         0.6, "An optical-flow frame must keep this share of the followed inliers, else the flow slipped and "
         "the frame takes the full pipeline.", "tracking", low=0.01, high=1.0)
+    track_recheck_ratio: float = setting(
+        0.5, "A tracked frame with fewer inliers than this share of the track's most since the last "
+        "relocalization is relocalized too, and the pose with more inliers is kept; 0 off.", "tracking",
+        low=0.0, high=1.0)
     reverify_every: int = setting(
         10, "Tracked frames between recognition checks of the tracked landmarks; 0 never.", "tracking",
         low=0, high=10000)
@@ -85,6 +99,11 @@ class LocalizerConfig:
         100, "Epipolar inliers between consecutive frames' keypoints that make them one continuous view; a far "
         "pose while the view stays continuous is a look-alike, held however many frames agree; 0 off.",
         "continuity", low=0, high=10000)
+    jump_min_shared_points: int = setting(
+        12, "Geometric jump test: a pose far from the last accepted one whose view shares at least this many "
+        "of its inlier map points with the accepted frame's keypoints is accepted at once when those points, "
+        "projected with the accepted pose, land on the accepted frame's keypoints (a real jump), and is a "
+        "look-alike when they do not; 0 off.", "continuity", low=0, high=10000)
     continuity_step_m: float = setting(
         0.1, "How far the camera may move per frame while the view stays continuous.", "continuity",
         low=0.0, high=100.0)

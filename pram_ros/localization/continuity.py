@@ -13,6 +13,12 @@ only while tracking:
 "Far" allows what the camera could move in the time between the image stamps (frames the
 node drops count) or, for continuous views, per frame, whichever allows more.
 
+Before both, geometry decides where it can (`jump_min_shared_points`): when the far pose's
+inlier keypoints also appear in the last accepted frame (the anchor's view), their map
+points projected with the anchor's pose must land on those keypoints. They do for a real
+jump between overlapping views (photos taken metres apart), which is then accepted at once
+whatever its size; they cannot for a look-alike, whose points lie in another place.
+
 `Continuity` owns the anchor, the held pose and the chain of continuous views. In: each
 frame's features and localized result. Out: the result, or a LOST one that holds it.
 """
@@ -25,11 +31,22 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from scipy.spatial import cKDTree
+
 from pram_ros.features import Features, match_mutual_nn
-from pram_ros.geometry import invert, pose_difference
+from pram_ros.geometry import invert, pose_difference, project_points
 from pram_ros.localization.config import LocalizerConfig
 from pram_ros.localization.frontend import elapsed_ms
+from pram_ros.localization.registration import Camera
 from pram_ros.localization.result import Result, State
+
+
+@dataclass(frozen=True)
+class View:
+    """An accepted frame's keypoints and its pose, for the geometric jump test."""
+
+    features: Features
+    cam_from_world: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -39,6 +56,7 @@ class Anchor:
     cam_from_world: np.ndarray
     frame: int  # the localizer's frame counter when it was accepted
     stamp_ns: int
+    view: View | None = None  # the last accepted frame with features (an optical-flow frame has none)
 
 
 @dataclass(frozen=True)
@@ -53,8 +71,10 @@ class HeldPose:
 
 
 class Continuity:
-    def __init__(self, config: LocalizerConfig):
+    def __init__(self, config: LocalizerConfig, camera: Camera, points_xyz: np.ndarray):
         self.config = config
+        self.camera = camera
+        self.points_xyz = points_xyz
         self.reset()
 
     def reset(self) -> None:
@@ -92,15 +112,28 @@ class Continuity:
                                         self.config.max_keypoints)
         timings["continuity_ms"] = elapsed_ms(tick)
 
-    def anchor_at(self, cam_from_world: np.ndarray, frame: int, stamp_ns: int) -> None:
-        """A pose accepted without the checks (an optical-flow frame): the track goes on from it."""
-        self.anchor, self.continuous = Anchor(cam_from_world, frame, stamp_ns), True
+    def anchor_at(self, cam_from_world: np.ndarray, frame: int, stamp_ns: int, features: Features | None = None) -> None:
+        """A pose accepted; without `features` (an optical-flow frame) the last view stays."""
+        view = View(features, cam_from_world) if features is not None else \
+            (self.anchor.view if self.anchor is not None else None)
+        self.anchor, self.continuous = Anchor(cam_from_world, frame, stamp_ns, view), True
 
-    def check(self, result: Result, frame: int) -> Result:
+    def check(self, result: Result, frame: int, features: Features) -> Result:
         """Accept a localized result (it becomes the anchor), or hold it (LOST)."""
         config = self.config
         held, self.held = self.held, None
         anchor = self.anchor
+        if self._on and anchor is not None and anchor.view is not None and config.jump_min_shared_points > 0 \
+                and frame - anchor.frame <= config.jump_memory_frames \
+                and self._far(result.cam_from_world, anchor.cam_from_world, anchor.stamp_ns, result.stamp_ns):
+            agrees = motion_agrees(anchor.view, features, result, self.camera, self.points_xyz,
+                                   config.jump_min_shared_points, config.max_keypoints, config.ransac_max_error_px)
+            if agrees is False:
+                return self._hold(result, frame, 0, look_alike=True,
+                                  why="its points do not project onto the last accepted view")
+            if agrees:
+                self.anchor_at(result.cam_from_world, frame, result.stamp_ns, features)
+                return result
         if self._on and config.continuity_min_inliers > 0 and self.continuous and anchor is not None:
             if self._far(result.cam_from_world, anchor.cam_from_world, anchor.stamp_ns, result.stamp_ns,
                          frame - anchor.frame):
@@ -115,7 +148,7 @@ class Continuity:
             if not agrees and anchor is not None and frame - anchor.frame <= config.jump_memory_frames and \
                     self._far(result.cam_from_world, anchor.cam_from_world, anchor.stamp_ns, result.stamp_ns):
                 return self._hold(result, frame, 1)
-        self.anchor_at(result.cam_from_world, frame, result.stamp_ns)
+        self.anchor_at(result.cam_from_world, frame, result.stamp_ns, features)
         return result
 
     def pose_to_track_from(self, frame: int) -> np.ndarray | None:
@@ -138,7 +171,8 @@ class Continuity:
         turned_deg = max(continuous_frames * config.continuity_step_deg, elapsed_s * config.continuity_turn_dps)
         return distance_m >= config.jump_distance_m + moved_m or angle_deg >= config.jump_angle_deg + turned_deg
 
-    def _hold(self, result: Result, frame: int, agreeing: int, look_alike: bool = False) -> Result:
+    def _hold(self, result: Result, frame: int, agreeing: int, look_alike: bool = False,
+              why: str = "with the view continuous since") -> Result:
         """LOST for now; the pose waits for the next frames to agree with it (a look-alike's,
         for the images to stop being continuous)."""
         self.held = HeldPose(result.cam_from_world, agreeing, frame, result.stamp_ns, look_alike)
@@ -146,11 +180,35 @@ class Continuity:
         frames_ago = frame - self.anchor.frame
         where = f"localized {distance_m:.2f} m, {angle_deg:.0f} deg away from the pose {frames_ago} frame(s) ago"
         if look_alike:
-            message = f"{where}, with the view continuous since: a look-alike, held"
+            message = f"{where}, {why}: a look-alike, held"
         else:
             message = f"{where}: held until {self.config.jump_confirm_frames + 1 - agreeing} more agree"
         return Result(result.stamp_ns, State.LOST, landmark_ids=result.landmark_ids, num_inliers=result.num_inliers,
                       num_candidates=result.num_candidates, message=message)
+
+
+def motion_agrees(view: View, features: Features, result: Result, camera: Camera, points_xyz: np.ndarray,
+                  min_shared: int, max_keypoints: int, max_error_px: float) -> bool | None:
+    """Is a localized frame's pose consistent with an earlier view's pose? Its inlier keypoints
+    that match the view's keypoints (mutual NN) have map points; projected with the view's
+    pose, at least half must land within `max_error_px` of the matched keypoints. None when
+    fewer than `min_shared` inliers appear in the view (geometry cannot tell)."""
+    if len(result.inlier_points) < min_shared or not len(features) or not len(view.features):
+        return None
+    distance, keypoints = cKDTree(features.keypoints).query(result.inliers_uv)
+    exact = distance < 0.01  # the inliers' own keypoints (an inlier is a keypoint's pixel)
+    keypoints, points = keypoints[exact], result.inlier_points[exact]
+    matches = match_mutual_nn(view.features.descriptors[:max_keypoints], features.descriptors[:max_keypoints],
+                              ratio=0.9)
+    in_view_keypoint = np.full(len(features), -1, np.int64)
+    in_view_keypoint[matches[:, 1]] = matches[:, 0]
+    seen = in_view_keypoint[keypoints]
+    shared = seen >= 0
+    if shared.sum() < min_shared:
+        return None
+    uv, depth = project_points(points_xyz[points[shared]], view.cam_from_world, camera.K)
+    error_px = np.linalg.norm(uv - view.features.keypoints[seen[shared]], axis=1)
+    return bool(np.mean((depth > 0) & (error_px < max_error_px)) >= 0.5)
 
 
 def views_overlap(first: Features, second: Features, min_inliers: int, max_keypoints: int) -> bool:

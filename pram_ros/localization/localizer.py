@@ -57,7 +57,7 @@ class Localizer:
         self.camera = Camera.of_map(pram_map)
         self.points = MapPoints(pram_map, self.config.twin_min_distance_m)
         self.track = Track()
-        self.continuity = Continuity(self.config)
+        self.continuity = Continuity(self.config, self.camera, self.points.xyz)
         self.frame = 0  # frames processed since reset()
 
     def memory_bytes(self) -> dict[str, int]:
@@ -108,7 +108,7 @@ class Localizer:
         result, recognition = self._localize(frame.features, stamp_ns, timings)
         self.continuity.follow(frame.features, result.state == State.TRACKED, timings)
         if result.localized:
-            result = self.continuity.check(result, self.frame)
+            result = self.continuity.check(result, self.frame, frame.features)
         result.keypoints_uv = frame.features.keypoints
         result.keypoint_landmarks = _keypoint_landmarks(recognition, len(frame.features))
         result.timings_ms = {**timings, "total_ms": elapsed_ms(start)}
@@ -122,17 +122,29 @@ class Localizer:
         return result
 
     def _localize(self, features: Features, stamp_ns: int, timings: dict) -> tuple[Result, Recognition | None]:
-        """Track when there is a track (checked by recognition when due), else relocalize."""
+        """Track when there is a track (checked by recognition when due, and against a
+        relocalization when it weakens), else relocalize."""
         recognition = None
         if self.config.tracking and self.track.active:
-            result = self._track(features, stamp_ns, timings)
-            if result is not None and self.track.due_for_check(self.config.reverify_every):
+            tracked = self._track(features, timings)
+            if tracked.accepted and self.track.due_for_check(self.config.reverify_every):
                 recognition = self._recognize(features, timings)
-                if not self._still_recognized(result, recognition):
-                    result = None
-            if result is not None:
-                return result, recognition
-        return self._relocalize(features, stamp_ns, timings, recognition)
+                if not self._still_recognized(tracked, recognition):
+                    tracked = None
+            if tracked is not None and tracked.accepted:
+                inliers = tracked.registration.num_inliers
+                if not self.track.weakened(inliers, self.config.track_recheck_ratio):
+                    return self._accept(tracked, stamp_ns, State.TRACKED), recognition
+                # Tracking is never worse than relocalizing the same frame: keep the stronger.
+                relocalized, recognition = self._relocalize(features, timings, recognition)
+                if relocalized.accepted and relocalized.registration.num_inliers > inliers:
+                    logger.debug("a weakened track (%d inliers) replaced by a relocalization (%d)", inliers,
+                                 relocalized.registration.num_inliers)
+                    return self._accept(relocalized, stamp_ns, State.RELOCALIZED), recognition
+                self.track.rechecked(inliers)
+                return self._accept(tracked, stamp_ns, State.TRACKED), recognition
+        relocalized, recognition = self._relocalize(features, timings, recognition)
+        return self._accept(relocalized, stamp_ns, State.RELOCALIZED), recognition
 
     def _follow_flow(self, gray: np.ndarray, stamp_ns: int, timings: dict) -> Result | None:
         """An optical-flow frame, or None when the flow slipped (the full pipeline takes it)."""
@@ -148,8 +160,8 @@ class Localizer:
         result.keypoint_landmarks = np.full(len(flow.followed_uv), -1, np.int64)
         return result
 
-    def _track(self, features: Features, stamp_ns: int, timings: dict) -> Result | None:
-        """The keypoints against the points the predicted pose sees; None when that fails."""
+    def _track(self, features: Features, timings: dict) -> Outcome:
+        """The keypoints against the points the predicted pose sees."""
         tick = time.perf_counter()
         outcome = register_in_view(self.camera, self.points, features, self.track.predicted_pose(), self.config)
         if outcome.accepted and self.config.refine_pose:
@@ -157,8 +169,7 @@ class Localizer:
         timings["tracking_ms"] = elapsed_ms(tick)
         if not outcome.accepted:
             logger.debug("tracking lost (%s): relocalizing", outcome.reason)
-            return None
-        return self._accept(outcome, stamp_ns, State.TRACKED)
+        return outcome
 
     def _recognize(self, features: Features, timings: dict) -> Recognition:
         tick = time.perf_counter()
@@ -166,25 +177,26 @@ class Localizer:
         timings["recognition_ms"] = elapsed_ms(tick)
         return recognition
 
-    def _still_recognized(self, tracked: Result, recognition: Recognition) -> bool:
+    def _still_recognized(self, tracked: Outcome, recognition: Recognition) -> bool:
         """Recognition must still see the tracked landmarks; otherwise relocalize."""
         self.track.frames_since_check = 0
         ranked = ranked_landmarks(recognition, self.config.top_landmarks)
-        if np.isin(tracked.landmark_ids, ranked).any():
+        landmarks = self.points.landmarks_of(tracked.registration.inlier_points)
+        if np.isin(landmarks, ranked).any():
             return True
         logger.info("tracked landmarks %s are not among the recognized %s: relocalizing",
-                    tracked.landmark_ids.tolist(), ranked.tolist())
+                    landmarks.tolist(), ranked.tolist())
         return False
 
-    def _relocalize(self, features: Features, stamp_ns: int, timings: dict,
-                    recognition: Recognition | None) -> tuple[Result, Recognition]:
-        """`recognition`: this frame's, when a failed tracking check already ran it."""
+    def _relocalize(self, features: Features, timings: dict,
+                    recognition: Recognition | None) -> tuple[Outcome, Recognition]:
+        """`recognition`: this frame's, when a tracking check already ran it."""
         if recognition is None:
             recognition = self._recognize(features, timings)
         tick = time.perf_counter()
         outcome = register_landmarks(self.camera, self.points, features, recognition, self.config)
         timings["registration_ms"] = elapsed_ms(tick)
-        return self._accept(outcome, stamp_ns, State.RELOCALIZED), recognition
+        return outcome, recognition
 
     def _accept(self, outcome: Outcome, stamp_ns: int, state: State) -> Result:
         """The outcome as a Result; an accepted one becomes the track's latest pose."""

@@ -115,6 +115,7 @@ class Outcome(NamedTuple):
 
     registration: Registration | None
     reason: str
+    search: str = ""  # what the keypoints were matched against (relocalization reports it)
 
     @property
     def accepted(self) -> bool:
@@ -124,12 +125,13 @@ class Outcome(NamedTuple):
         """The localized Result when accepted, else LOST with the reason."""
         registration = self.registration
         if registration is None:
-            return Result(stamp_ns, State.LOST, message=self.reason)
+            return Result(stamp_ns, State.LOST, message=self.reason, search=self.search)
         if self.reason:
             return Result(stamp_ns, State.LOST, num_inliers=registration.num_inliers,
-                          num_candidates=registration.num_candidates, message=self.reason)
+                          num_candidates=registration.num_candidates, message=self.reason, search=self.search)
         return Result(stamp_ns, state, registration.cam_from_world, registration.covariance, landmark_ids,
-                      registration.num_inliers, registration.num_candidates, inliers_uv=registration.inliers_uv)
+                      registration.num_inliers, registration.num_candidates, inliers_uv=registration.inliers_uv,
+                      inlier_points=registration.inlier_points, search=self.search)
 
 
 def gate(registration: Registration | None, min_inliers: int, min_inlier_ratio: float) -> Outcome:
@@ -260,10 +262,17 @@ def register_in_view(camera: Camera, index: MapPoints, features: Features, predi
 
 def refine(camera: Camera, index: MapPoints, features: Features, accepted: Registration, config) -> Registration:
     """An accepted pose registered again against every point it sees, matched near their
-    projections (the pose is close by now): more inliers, over the whole image. The pose
+    projections (the pose is close by now): more inliers, over the whole image. Repeated
+    while the inliers grow, up to `refine_rounds` times: a pose from a few landmarks can be
+    centimetres off, and each round's projections land nearer the keypoints. The pose
     itself when that fails the tracking gate."""
-    outcome = register_in_view(camera, index, features, accepted.cam_from_world, config, modes=("guided",))
-    return outcome.registration if outcome.accepted else accepted
+    best = accepted
+    for _ in range(config.refine_rounds):
+        outcome = register_in_view(camera, index, features, best.cam_from_world, config, modes=("guided",))
+        if not outcome.accepted or (best is not accepted and outcome.registration.num_inliers <= best.num_inliers):
+            break
+        best = outcome.registration
+    return best
 
 
 def descriptor_twins(descriptors: np.ndarray, xyz: np.ndarray, min_distance_m: float) -> np.ndarray:

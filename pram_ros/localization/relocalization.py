@@ -4,7 +4,9 @@ In: a frame's `Features` and its `Recognition` (per-keypoint landmark labels). O
 `Outcome` (registration.py). The most-voted landmarks (`top_landmarks`) are chosen; the
 keypoints labelled with them are matched against those landmarks' points (pooled, or
 landmark by landmark first: `landmark_matching`), one PnP RANSAC, the gate, and the pose
-refined against every point it sees (`refine_pose`). No state between frames.
+refined against every point it sees (`refine_pose`). Recognition can be wrong (changed
+lighting, a view it never learned), so a failed gate widens the search: more landmarks,
+then, on a small map, every point. No state between frames.
 """
 
 from __future__ import annotations
@@ -39,16 +41,39 @@ def ranked_landmarks(recognition: Recognition, top: int) -> np.ndarray:
 
 def register_landmarks(camera: Camera, index: MapPoints, features: Features, recognition: Recognition,
                        config: LocalizerConfig) -> Outcome:
-    """The recognized landmarks' points against the keypoints labelled with them."""
+    """The recognized landmarks' points against the keypoints labelled with them; when that
+    fails the gate, widened: every keypoint against more landmarks (`widen_landmarks`), then
+    against every point of a small map (`widen_max_points`). The outcome says which step."""
     ranked = ranked_landmarks(recognition, config.top_landmarks)
-    if not len(ranked):
-        return Outcome(None, "no landmark recognized")
+    outcome = Outcome(None, "no landmark recognized")
+    if len(ranked):
+        outcome = _register_top_landmarks(camera, index, features, recognition, ranked, config)
+    if outcome.accepted:
+        return outcome
+    keypoints = np.arange(min(len(features), config.max_keypoints))
+    wider = _landmarks_by_probability(recognition)[:config.widen_landmarks]
+    if len(wider) > len(ranked):
+        points = np.concatenate([index.landmark_points[k] for k in wider])
+        widened = _register(camera, index, features, keypoints, points, config, f"{len(wider)} landmarks")
+        if widened.accepted:
+            return widened
+    if 0 < len(index) <= config.widen_max_points:
+        widened = _register(camera, index, features, keypoints, np.arange(len(index)), config,
+                            f"all {len(index)} points")
+        if widened.accepted:
+            return widened
+    return outcome
+
+
+def _register_top_landmarks(camera: Camera, index: MapPoints, features: Features, recognition: Recognition,
+                            ranked: np.ndarray, config: LocalizerConfig) -> Outcome:
     used = recognition.keypoint_indices
     labelled = used[np.isin(recognition.labels, ranked)]
     # Too few keypoints carry the landmarks' labels (background is over-called on views
     # the map barely covers): let descriptors decide, the gate guards the pose.
     pooled = labelled if len(labelled) >= config.min_candidates else used
     ranked_points = np.concatenate([index.landmark_points[k] for k in ranked])
+    search = f"top {len(ranked)} landmarks"
     attempts = [lambda: (pooled, ranked_points, match_points(index, features.descriptors[pooled], ranked_points,
                                                              config.match_ratio))]
     if config.landmark_matching == "per_landmark" and pooled is labelled:
@@ -61,20 +86,33 @@ def register_landmarks(camera: Camera, index: MapPoints, features: Features, rec
         if outcome.accepted:
             if config.refine_pose:
                 outcome = Outcome(refine(camera, index, features, outcome.registration, config), "")
-            break
-    return outcome
+            return outcome._replace(search=search)
+    return outcome._replace(search=search)
 
 
-def register_all_points(camera: Camera, index: MapPoints, features: Features, config: LocalizerConfig) -> Outcome:
-    """The exhaustive baseline's registration: every keypoint against every map point."""
-    keypoints = np.arange(min(len(features), config.max_keypoints))
-    points = np.arange(len(index))
+def _landmarks_by_probability(recognition: Recognition) -> np.ndarray:
+    """Every landmark, the one holding the most probability over the keypoints first."""
+    if not len(recognition.probabilities):
+        return np.zeros(0, np.int64)
+    mass = recognition.probabilities[:, 1:].sum(axis=0)
+    return (np.argsort(-mass, kind="stable") + 1).astype(np.int64)
+
+
+def _register(camera: Camera, index: MapPoints, features: Features, keypoints: np.ndarray, points: np.ndarray,
+              config: LocalizerConfig, search: str) -> Outcome:
+    """Every keypoint in `keypoints` against `points`, the gate, the refinement."""
     matches = match_points(index, features.descriptors[keypoints], points, config.match_ratio)
     registration = register_matches(camera, index, features, keypoints, points, matches, config.ransac_max_error_px)
     outcome = gate(registration, config.min_inliers, config.min_inlier_ratio)
     if outcome.accepted and config.refine_pose:
         outcome = Outcome(refine(camera, index, features, outcome.registration, config), "")
-    return outcome
+    return outcome._replace(search=search)
+
+
+def register_all_points(camera: Camera, index: MapPoints, features: Features, config: LocalizerConfig) -> Outcome:
+    """The exhaustive baseline's registration: every keypoint against every map point."""
+    keypoints = np.arange(min(len(features), config.max_keypoints))
+    return _register(camera, index, features, keypoints, np.arange(len(index)), config, f"all {len(index)} points")
 
 
 def _landmark_matches(index: MapPoints, features: Features, recognition: Recognition, ranked: np.ndarray,

@@ -32,11 +32,15 @@ class Result:
     num_candidates: int = 0
     timings_ms: dict[str, float] = field(default_factory=dict)
     message: str = ""  # why a frame is LOST
+    # What a relocalization matched against: "top 3 landmarks", widened to "12 landmarks" or
+    # "all 981 points" when the gate failed ("" for tracked frames).
+    search: str = ""
     # For drawing: this frame's keypoints [N x 2], the landmark recognition gave each (0
     # background, -1 not recognized on this frame) and the PnP inliers' pixels [M x 2].
     keypoints_uv: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
     keypoint_landmarks: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     inliers_uv: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
+    inlier_points: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # their map points
 
     @property
     def localized(self) -> bool:

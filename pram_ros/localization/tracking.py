@@ -37,6 +37,7 @@ class Track:
         """Forget the track (a LOST frame): the next frame relocalizes."""
         self.poses: list[np.ndarray] = []  # the last two accepted cam_from_world
         self.frames_since_check = 0
+        self.strongest_inliers = 0  # the most inliers since the last relocalization or recheck
         self.inliers_uv = np.zeros((0, 2), np.float32)  # the last accepted frame's PnP inliers
         self.inlier_points = np.zeros(0, np.int64)
         self.flow_gray: np.ndarray | None = None  # the last accepted frame, for optical flow
@@ -58,8 +59,18 @@ class Track:
         self.inliers_uv, self.inlier_points = registration.inliers_uv, registration.inlier_points
         if state == State.RELOCALIZED:
             self.frames_since_check = 0
+            self.strongest_inliers = registration.num_inliers
         elif state == State.TRACKED:
             self.frames_since_check += 1
+            self.strongest_inliers = max(self.strongest_inliers, registration.num_inliers)
+
+    def weakened(self, inliers: int, ratio: float) -> bool:
+        """Has the track fallen below `ratio` of its strongest inliers (relocalizing may do better)?"""
+        return inliers < ratio * self.strongest_inliers
+
+    def rechecked(self, inliers: int) -> None:
+        """Relocalization did no better than `inliers`: the track is measured from here."""
+        self.strongest_inliers = inliers
 
     def predicted_pose(self) -> np.ndarray:
         """Constant velocity when two poses are known, else the last pose."""
