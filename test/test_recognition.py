@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import logging
 import subprocess
 import sys
 
@@ -25,7 +27,7 @@ from pram_ros.recognition.dataset import (
 from pram_ros.recognition.evaluate import evaluate_sequence
 from pram_ros.recognition.model import Recognizer, RecognizerConfig, RecognizerNet
 from pram_ros.recognition.modelfile import ModelFileError, load_model, save_model
-from pram_ros.recognition.train import TrainConfig, train, train_on_maps
+from pram_ros.recognition.train import TrainConfig, train, train_and_save, train_on_maps
 from pram_ros.world.generate import WorldConfig, generate_world
 
 from conftest import REPO
@@ -214,3 +216,21 @@ def test_cli_train_and_eval(world_a, tmp_path):
     for key in ("top3_recall", "landmark_accuracy", "background_precision", "background_recall"):
         assert 0.0 <= report[key] <= 1.0, key
     assert set(report["background_share"]) == {"mean", "p10", "p50", "p90"}
+
+
+def test_training_warns_when_the_recognizer_does_not_beat_the_majority_class(world_a, tmp_path, caplog):
+    """Landmarks that do not fit the data (here each point's landmark shuffled, so a landmark
+    is no place) give a recognizer no better than always answering the commonest class:
+    training says so, and what to change, instead of writing a useless model silently."""
+    _, map_path = world_a
+    good = load_map(map_path)
+    summary = train_and_save([("a", good)], None, tmp_path / "good.safetensors", TrainConfig(**QUICK))
+    assert "WARNING" not in summary, summary
+    shuffled = copy.deepcopy(good)
+    shuffled.point_landmark = np.random.default_rng(0).permutation(good.point_landmark)
+    with caplog.at_level(logging.WARNING):
+        summary = train_and_save([("a", shuffled)], None, tmp_path / "bad.safetensors", TrainConfig(**QUICK))
+    assert "does not beat always answering the majority class" in summary and "--landmarks" in summary, summary
+    assert any("majority class" in record.getMessage() for record in caplog.records)
+    assert tmp_path.joinpath("bad.safetensors").is_file()  # written, but flagged
+

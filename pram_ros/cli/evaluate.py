@@ -62,7 +62,6 @@ def _eval_localization(args: argparse.Namespace) -> int:
     from pram_ros.evaluation.report import ground_truth_stamps, run_sequence, write_report
     from pram_ros.io.imageset import images_from_bag, images_from_folder
     from pram_ros.localization import create_localizer, load_parts
-    from pram_ros.localization.registration import Camera
 
     if len(args.map) != 1:
         raise ValueError("localization takes one --map")
@@ -84,9 +83,6 @@ def _eval_localization(args: argparse.Namespace) -> int:
         source = {"images": str(images_dir)}
     else:
         raise ValueError("give --images DIR or --bag BAG")
-    mismatch = Camera.of_map(parts.map).mismatch(images.K, images.width, images.height)
-    if mismatch:
-        raise ValueError(f"{args.bag or args.images}: {mismatch}")
     database = _retrieval_database(map_path, parts.map, args) if args.method == "retrieval" else None
     localizer = create_localizer(args.method, parts, database=database)
     run = run_sequence(localizer, images, stamps)

@@ -96,7 +96,9 @@ def run_method(method: str, localizer: Localizer, sequences: list[QuerySequence]
                progress: tqdm | None = None) -> dict:
     """One method over every sequence -> its bench.json entry: metrics pooled and per
     sequence, the frames' states and the bytes the localizer holds for its map."""
-    for _, rgb in islice(sequences[0].images.frames(), warmup_frames):
+    first = sequences[0].images
+    localizer.set_camera(first.K, first.width, first.height)
+    for _, rgb in islice(first.frames(), warmup_frames):
         localizer.process(rgb, 0)
     truth, estimates, timings, per_sequence = [], [], [], {}
     states = {"RELOCALIZED": 0, "TRACKED": 0, "LOST": 0}

@@ -35,6 +35,7 @@ def run_sequence(localizer: Localizer, images: ImageSet, stamps_ns: np.ndarray) 
     if images.world_from_cam is None:
         raise ValueError("evaluation needs ground-truth poses (--gt TUM)")
     results = []
+    localizer.set_camera(images.K, images.width, images.height)  # the images' own camera (undistorted)
     for index, rgb in tqdm(images.frames(), total=len(images.names), desc="localize", unit="frame", leave=False):
         results.append(localizer.process(rgb, int(stamps_ns[index])))
     return SequenceRun(np.asarray(stamps_ns), np.asarray(images.world_from_cam), results)

@@ -3,6 +3,8 @@
 In: a folder of images (+ camera.yaml, optional TUM poses), or an image topic of a
 rosbag2 (+ its CameraInfo, optional PoseStamped topic or TUM poses). Out: an `ImageSet`,
 names + one pinhole camera + optional poses, whose frames are read lazily in order.
+Images with distortion (camera.yaml or CameraInfo: plumb_bob or rational_polynomial) are
+undistorted as they are read, to the same K: every consumer sees pinhole images.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from pram_ros.geometry import transform_from_quat
-from pram_ros.io.camera import load_camera_yaml
+from pram_ros.io.camera import check_distortion, load_camera_yaml, load_distortion, undistort_maps
 from pram_ros.io.images import load_image
 from pram_ros.io.tum import load_tum
 
@@ -55,6 +58,8 @@ def images_from_folder(images_dir: Path, camera_yaml: Path | None = None, poses_
         raise ValueError(f"{images_dir}: no images ({', '.join(IMAGE_SUFFIXES)})")
     camera_yaml = Path(camera_yaml) if camera_yaml else _find_camera_yaml(images_dir)
     K, width, height = load_camera_yaml(camera_yaml)
+    distortion = load_distortion(camera_yaml)
+    undistort = undistort_maps(K, width, height, distortion) if len(distortion) else None
     world_from_cam = None
     if poses_tum is not None:
         _, world_from_cam = load_tum(poses_tum)
@@ -67,7 +72,7 @@ def images_from_folder(images_dir: Path, camera_yaml: Path | None = None, poses_
             rgb = load_image(path)
             if rgb.shape[:2] != (height, width):
                 raise ValueError(f"{path}: {rgb.shape[1]}x{rgb.shape[0]} pixels, camera is {width}x{height}")
-            yield index, rgb
+            yield index, (rgb if undistort is None else cv2.remap(rgb, *undistort, cv2.INTER_LINEAR))
 
     source = {"images": str(images_dir), "camera": str(camera_yaml), "poses": str(poses_tum) if poses_tum else None}
     return ImageSet([p.name for p in paths], K, width, height, frames, world_from_cam, source)
@@ -102,10 +107,12 @@ def images_from_bag(bag: Path, image_topic: str, camera_info_topic: str | None =
         raise ValueError(f"{bag}: no messages on image topic {image_topic}")
     if camera is None:
         raise ValueError(f"{bag}: no CameraInfo on {camera_info_topic}: pass --camera-info-topic")
-    if np.any(np.abs(np.asarray(camera.d, float)) > 1e-9):
-        raise ValueError(f"{bag}: {camera_info_topic} has distortion {list(camera.d)}; "
-                         "only rectified (pinhole) images are supported: rectify them first")
     K = np.asarray(camera.k, float).reshape(3, 3)
+    undistort = None
+    if np.any(np.abs(np.asarray(camera.d, float)) > 1e-9):
+        distortion = np.asarray(camera.d, float)
+        check_distortion(camera.distortion_model or "plumb_bob", distortion, f"{bag}: {camera_info_topic}")
+        undistort = undistort_maps(K, camera.width, camera.height, distortion)
     if poses_tum is not None:
         tum_stamps, tum_poses = load_tum(poses_tum)
         poses = dict(zip(tum_stamps.tolist(), tum_poses))
@@ -120,7 +127,8 @@ def images_from_bag(bag: Path, image_topic: str, camera_info_topic: str | None =
     def frames() -> Iterator[tuple[int, np.ndarray]]:
         index = 0
         for _, msgtype, _, raw in iter_bag_messages(bag, [image_topic]):
-            yield index, decode_image(deserialize(raw, msgtype))
+            image = decode_image(deserialize(raw, msgtype))
+            yield index, (image if undistort is None else cv2.remap(image, *undistort, cv2.INTER_LINEAR))
             index += 1
 
     source = {"bag": str(bag), "image_topic": image_topic, "camera_info_topic": camera_info_topic,

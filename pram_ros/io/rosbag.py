@@ -35,7 +35,7 @@ from pram_ros.geometry import (
     quat_from_transform,
     yaw_transform,
 )
-from pram_ros.io.camera import load_camera_yaml
+from pram_ros.io.camera import load_camera_yaml, load_distortion
 from pram_ros.io.images import load_image
 from pram_ros.io.tum import load_tum
 
@@ -159,7 +159,8 @@ class _MessageFactory:
             data=np.ascontiguousarray(rgb, dtype=np.uint8).reshape(-1),
         )
 
-    def camera_info(self, stamp_ns: int, frame_id: str, K: np.ndarray, width: int, height: int):
+    def camera_info(self, stamp_ns: int, frame_id: str, K: np.ndarray, width: int, height: int,
+                    distortion: np.ndarray | None = None):
         P = np.zeros((3, 4))
         P[:3, :3] = K
         roi = self.types["sensor_msgs/msg/RegionOfInterest"](
@@ -169,8 +170,8 @@ class _MessageFactory:
             header=self.header(stamp_ns, frame_id),
             height=height,
             width=width,
-            distortion_model="plumb_bob",
-            d=np.zeros(5),
+            distortion_model="rational_polynomial" if distortion is not None and len(distortion) == 8 else "plumb_bob",
+            d=np.zeros(5) if distortion is None or not len(distortion) else np.asarray(distortion, np.float64),
             k=np.asarray(K, dtype=np.float64).reshape(-1),
             r=np.eye(3).reshape(-1),
             p=P.reshape(-1),
@@ -202,6 +203,7 @@ def write_sequence_bag(
         raise ValueError(f"storage must be one of {sorted(STORAGES)}, got {storage!r}")
     stamps_ns, world_from_cam = load_tum(sequence_dir / "poses.tum")
     K, width, height = load_camera_yaml(sequence_dir / "camera.yaml")
+    distortion = load_distortion(sequence_dir / "camera.yaml")  # written as it is: the bag's images are raw
     image_paths = sorted((sequence_dir / "images").glob("*.png"))
     if len(image_paths) != len(stamps_ns):
         raise ValueError(
@@ -266,7 +268,8 @@ def write_sequence_bag(
                 odom_index += 1
             rgb = load_image(image_paths[index])
             write(topics.image, stamp_ns, make.image_rgb8(stamp_ns, topics.camera_frame, rgb))
-            write(topics.camera_info, stamp_ns, make.camera_info(stamp_ns, topics.camera_frame, K, width, height))
+            write(topics.camera_info, stamp_ns, make.camera_info(stamp_ns, topics.camera_frame, K, width, height,
+                                                                 distortion))
             pose = make.types["geometry_msgs/msg/PoseStamped"](
                 header=make.header(stamp_ns, topics.map_frame), pose=make.pose(world_from_cam[index])
             )

@@ -20,7 +20,7 @@ import numpy as np
 
 from pram_ros.features import FeatureExtractor, Features, match_mutual_nn
 from pram_ros.localization.config import LocalizerConfig
-from pram_ros.localization.frontend import elapsed_ms, extract
+from pram_ros.localization.frontend import InputCamera, TakesAnyCamera, elapsed_ms, extract
 from pram_ros.localization.registration import Camera, MapPoints, Outcome, estimate_pose, gate
 from pram_ros.localization.relocalization import register_all_points
 from pram_ros.localization.result import Result, State, lost
@@ -28,13 +28,16 @@ from pram_ros.mapping.mapfile import PramMap
 from pram_ros.mapping.retrieval_db import RetrievalConfig, RetrievalDatabase, RetrievalDatabaseError, vlad
 
 
-def relocalize_frame(extractor: FeatureExtractor, camera: Camera, config: LocalizerConfig, image, stamp_ns: int,
-                     register: Callable[[Features, dict], tuple[Outcome, np.ndarray]]) -> Result:
+def relocalize_frame(extractor: FeatureExtractor, camera: InputCamera, config: LocalizerConfig, image,
+                     stamp_ns: int, register: Callable[[Features, dict], tuple[Outcome, np.ndarray]]) -> Result:
     """One frame on its own: features, then `register` (-> the outcome and, for an accepted
     one, its landmark ids)."""
     start = time.perf_counter()
     timings: dict[str, float] = {}
-    frame = extract(extractor, camera, image, config.min_inliers, timings)
+    image = camera.prepare(image)
+    if isinstance(image, str):
+        return lost(stamp_ns, image, timings_ms={"total_ms": elapsed_ms(start)})
+    frame = extract(extractor, camera.camera, image, config.min_inliers, timings)
     if isinstance(frame, str):
         return lost(stamp_ns, frame, timings_ms={**timings, "total_ms": elapsed_ms(start)})
     outcome, landmark_ids = register(frame.features, timings)
@@ -58,7 +61,7 @@ class FrameByFrame:
         pass
 
 
-class ExhaustiveLocalizer(FrameByFrame):
+class ExhaustiveLocalizer(FrameByFrame, TakesAnyCamera):
     """Every keypoint against every map point; `process(image, stamp_ns)`."""
 
     def __init__(self, pram_map: PramMap, config: LocalizerConfig | None = None,
@@ -68,14 +71,15 @@ class ExhaustiveLocalizer(FrameByFrame):
         self.map = pram_map
         self.config = config or LocalizerConfig()
         self.extractor = extractor or map_extractor(pram_map)
-        self.camera = Camera.of_map(pram_map)
+        self.map_camera = Camera.of_map(pram_map)
+        self.input = InputCamera.same_as(self.map_camera)
         self.points = MapPoints(pram_map, self.config.twin_min_distance_m)
 
     def memory_bytes(self) -> dict[str, int]:
         return {"map": self.map.nbytes(), "working_copies": self.points.working_bytes()}
 
     def process(self, image: np.ndarray, stamp_ns: int = 0) -> Result:
-        return relocalize_frame(self.extractor, self.camera, self.config, image, stamp_ns, self._register)
+        return relocalize_frame(self.extractor, self.input, self.config, image, stamp_ns, self._register)
 
     def _register(self, features: Features, timings: dict) -> tuple[Outcome, np.ndarray]:
         tick = time.perf_counter()
@@ -86,7 +90,7 @@ class ExhaustiveLocalizer(FrameByFrame):
         return outcome, used
 
 
-class RetrievalLocalizer(FrameByFrame):
+class RetrievalLocalizer(FrameByFrame, TakesAnyCamera):
     """The hloc-style baseline; `process(image, stamp_ns)`."""
 
     def __init__(self, pram_map: PramMap, database: RetrievalDatabase, config: LocalizerConfig | None = None,
@@ -101,7 +105,8 @@ class RetrievalLocalizer(FrameByFrame):
         self.retrieval = retrieval or RetrievalConfig()
         self.database = database
         self.extractor = extractor or map_extractor(pram_map)
-        self.camera = Camera.of_map(pram_map)
+        self.map_camera = Camera.of_map(pram_map)
+        self.input = InputCamera.same_as(self.map_camera)
 
     def memory_bytes(self) -> dict[str, int]:
         return self.database.memory_bytes()
@@ -114,7 +119,7 @@ class RetrievalLocalizer(FrameByFrame):
         return best[np.argsort(-similarity[best], kind="stable")]
 
     def process(self, image: np.ndarray, stamp_ns: int = 0) -> Result:
-        return relocalize_frame(self.extractor, self.camera, self.config, image, stamp_ns, self._register)
+        return relocalize_frame(self.extractor, self.input, self.config, image, stamp_ns, self._register)
 
     def _register(self, features: Features, timings: dict) -> tuple[Outcome, np.ndarray]:
         tick = time.perf_counter()

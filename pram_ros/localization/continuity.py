@@ -71,9 +71,8 @@ class HeldPose:
 
 
 class Continuity:
-    def __init__(self, config: LocalizerConfig, camera: Camera, points_xyz: np.ndarray):
+    def __init__(self, config: LocalizerConfig, points_xyz: np.ndarray):
         self.config = config
-        self.camera = camera
         self.points_xyz = points_xyz
         self.reset()
 
@@ -118,7 +117,7 @@ class Continuity:
             (self.anchor.view if self.anchor is not None else None)
         self.anchor, self.continuous = Anchor(cam_from_world, frame, stamp_ns, view), True
 
-    def check(self, result: Result, frame: int, features: Features) -> Result:
+    def check(self, result: Result, frame: int, features: Features, camera: Camera) -> Result:
         """Accept a localized result (it becomes the anchor), or hold it (LOST)."""
         config = self.config
         held, self.held = self.held, None
@@ -126,7 +125,7 @@ class Continuity:
         if self._on and anchor is not None and anchor.view is not None and config.jump_min_shared_points > 0 \
                 and frame - anchor.frame <= config.jump_memory_frames \
                 and self._far(result.cam_from_world, anchor.cam_from_world, anchor.stamp_ns, result.stamp_ns):
-            agrees = motion_agrees(anchor.view, features, result, self.camera, self.points_xyz,
+            agrees = motion_agrees(anchor.view, features, result, camera, self.points_xyz,
                                    config.jump_min_shared_points, config.max_keypoints, config.ransac_max_error_px)
             if agrees is False:
                 return self._hold(result, frame, 0, look_alike=True,

@@ -29,7 +29,7 @@ import numpy as np
 from pram_ros.features import FeatureExtractor, Features
 from pram_ros.localization.config import LocalizerConfig
 from pram_ros.localization.continuity import Continuity
-from pram_ros.localization.frontend import elapsed_ms, extract, gray_of
+from pram_ros.localization.frontend import InputCamera, TakesAnyCamera, elapsed_ms, extract, gray_of
 from pram_ros.localization.registration import Camera, MapPoints, Outcome, refine, register_in_view
 from pram_ros.localization.relocalization import ranked_landmarks, register_landmarks
 from pram_ros.localization.result import Result, State, lost
@@ -40,8 +40,9 @@ from pram_ros.recognition.model import Recognition, Recognizer
 logger = logging.getLogger(__name__)
 
 
-class Localizer:
-    """`process(image, stamp_ns)` per frame; see the module docstring."""
+class Localizer(TakesAnyCamera):
+    """`process(image, stamp_ns)` per frame; see the module docstring. Images of another
+    camera than the map's: `set_camera(K, width, height, distortion)` first."""
 
     def __init__(self, pram_map: PramMap, recognizer: Recognizer, config: LocalizerConfig | None = None,
                  extractor: FeatureExtractor | None = None):
@@ -54,10 +55,11 @@ class Localizer:
         self.recognizer = recognizer
         self.config = config or LocalizerConfig()
         self.extractor = extractor or map_extractor(pram_map)
-        self.camera = Camera.of_map(pram_map)
+        self.map_camera = Camera.of_map(pram_map)
+        self.input = InputCamera.same_as(self.map_camera)
         self.points = MapPoints(pram_map, self.config.twin_min_distance_m)
         self.track = Track()
-        self.continuity = Continuity(self.config, self.camera, self.points.xyz)
+        self.continuity = Continuity(self.config, self.points.xyz)
         self.frame = 0  # frames processed since reset()
 
     def memory_bytes(self) -> dict[str, int]:
@@ -73,6 +75,13 @@ class Localizer:
         self.frame = 0
         self.track.drop()
         self.continuity.reset()
+
+    def set_camera(self, K: np.ndarray, width: int, height: int, distortion: np.ndarray | None = None) -> bool:
+        """The query camera (see TakesAnyCamera); a new one starts a new sequence."""
+        changed = super().set_camera(K, width, height, distortion)
+        if changed:
+            self.reset()
+        return changed
 
     def request_relocalization(self) -> None:
         """Relocalize the next frame from scratch, with no continuity check against the old pose."""
@@ -91,6 +100,11 @@ class Localizer:
         timings: dict[str, float] = {}
         self.frame += 1
         config = self.config
+        image = self.input.prepare(image)
+        if isinstance(image, str):
+            self.track.drop()
+            self.continuity.frame_unusable()
+            return lost(stamp_ns, image, timings_ms={"total_ms": elapsed_ms(start)})
         gray = None
         if config.klt_frames > 0 and not self.camera.image_problem(image):
             gray = gray_of(image)
@@ -108,7 +122,7 @@ class Localizer:
         result, recognition = self._localize(frame.features, stamp_ns, timings)
         self.continuity.follow(frame.features, result.state == State.TRACKED, timings)
         if result.localized:
-            result = self.continuity.check(result, self.frame, frame.features)
+            result = self.continuity.check(result, self.frame, frame.features, self.camera)
         result.keypoints_uv = frame.features.keypoints
         result.keypoint_landmarks = _keypoint_landmarks(recognition, len(frame.features))
         result.timings_ms = {**timings, "total_ms": elapsed_ms(start)}

@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Camera:
-    """The map's pinhole camera: every query image must be of it (rectified)."""
+    """A pinhole camera: the map's, or a query image's once prepared (frontend.InputCamera)."""
 
     K: np.ndarray
     width: int
@@ -44,10 +44,15 @@ class Camera:
     @classmethod
     def of_map(cls, pram_map: PramMap) -> "Camera":
         width, height = (int(v) for v in pram_map.camera_size[0])
-        fx, fy, cx, cy = pram_map.camera_params[0]
+        return cls.of_intrinsics(pram_map.K(0), width, height)
+
+    @classmethod
+    def of_intrinsics(cls, K: np.ndarray, width: int, height: int) -> "Camera":
+        K = np.asarray(K, np.float64)
         # Keypoints and intrinsics share OpenCV's pixel convention, so no half-pixel shift is needed.
-        colmap = pycolmap.Camera(model="PINHOLE", width=width, height=height, params=[fx, fy, cx, cy])
-        return cls(pram_map.K(0), width, height, colmap)
+        colmap = pycolmap.Camera(model="PINHOLE", width=width, height=height,
+                                 params=[K[0, 0], K[1, 1], K[0, 2], K[1, 2]])
+        return cls(K, width, height, colmap)
 
     def image_problem(self, image) -> str:
         """Why this image cannot be localized against the map ("" when it can)."""

@@ -23,6 +23,9 @@ class LandmarkConfig:
     points_per_landmark: int = 1500  # maps without metric scale: one landmark per this many points
     min_landmarks: int = 4
     max_landmarks: int = 512
+    # What a landmark needs for the recognizer to learn it: the chosen K is capped so that
+    # each has this many points on average and no more landmarks than mapping images.
+    min_points_per_landmark: int = 100
     min_track_length: int = 3
     seed: int = 0
 
@@ -42,26 +45,38 @@ def scene_area_m2(xyz: np.ndarray) -> float:
     return float(extent[0] * extent[1])
 
 
-def choose_num_landmarks(xyz: np.ndarray, config: LandmarkConfig, metric: bool = True) -> int:
-    """K from the user, else from the scene's area (metric maps) or point count."""
+def choose_num_landmarks(xyz: np.ndarray, config: LandmarkConfig, metric: bool = True,
+                         num_images: int | None = None) -> int:
+    """K from the user, else from the scene's area (metric maps) or point count, capped by
+    what the data can teach: `min_points_per_landmark` points each and at most one landmark
+    per mapping image (a 30-photo courtyard of 981 points got 112 landmarks from its area,
+    and its recognizer learned to answer background everywhere)."""
     if config.num_landmarks is not None:
         return int(config.num_landmarks)
     if metric:
         k = round(scene_area_m2(xyz) / config.area_per_landmark_m2)
     else:
         k = round(len(xyz) / config.points_per_landmark)
-    return int(np.clip(k, config.min_landmarks, config.max_landmarks))
+    k = int(np.clip(k, config.min_landmarks, config.max_landmarks))
+    cap = len(xyz) // max(config.min_points_per_landmark, 1)
+    if num_images is not None:
+        cap = min(cap, num_images)
+    if k > cap:
+        logger.info("%d landmarks by the scene's size, %d for %d points%s", k, max(cap, 1), len(xyz),
+                    f" and {num_images} images" if num_images is not None else "")
+    return max(1, min(k, cap))
 
 
 def cluster_landmarks(
-    xyz: np.ndarray, track_lengths: np.ndarray, config: LandmarkConfig, metric: bool = True
+    xyz: np.ndarray, track_lengths: np.ndarray, config: LandmarkConfig, metric: bool = True,
+    num_images: int | None = None,
 ) -> tuple[np.ndarray, int]:
     """(landmark id per point [P] int32 with 0 = background, K)."""
     eligible = np.flatnonzero(track_lengths >= config.min_track_length)
     labels = np.zeros(len(xyz), dtype=np.int32)
     if len(eligible) == 0:
         raise ValueError(f"no 3D point has a track of length >= {config.min_track_length}: too few matches to map")
-    k = choose_num_landmarks(xyz[eligible], config, metric)
+    k = choose_num_landmarks(xyz[eligible], config, metric, num_images)
     if k < 1:
         raise ValueError(f"number of landmarks must be >= 1, got {k}")
     k = min(k, len(eligible))

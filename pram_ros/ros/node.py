@@ -36,6 +36,7 @@ from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
 from pram_ros.geometry import attached_frame_covariance, invert, world_from_cam_covariance
+from pram_ros.io.camera import check_distortion
 from pram_ros.io.rosbag import decode_image
 from pram_ros.localization import LOST_VARIANCE, Localizer, LocalizerConfig, Result, State
 from pram_ros.localization.loading import create_localizer, load_parts
@@ -239,6 +240,8 @@ class PramNode(Node):
             self.get_logger().warning(text)
 
     def _camera_problem(self, image: np.ndarray) -> str:
+        """The localizer takes the camera CameraInfo describes (any pinhole camera, with
+        plumb_bob or rational distortion); "" when it can, else why not."""
         info = self._camera_info
         height, width = image.shape[:2]
         if info is None:
@@ -247,12 +250,17 @@ class PramNode(Node):
             return ""
         if (info.width, info.height) != (width, height):
             return f"CameraInfo says {info.width}x{info.height}, the image is {width}x{height}"
-        mismatch = self.localizer.camera.mismatch(np.asarray(info.k, np.float64).reshape(3, 3), width, height)
-        if mismatch:
-            return f"CameraInfo: {mismatch}"
-        if any(abs(float(d)) > 1e-6 for d in info.d):
-            self.get_logger().warning("CameraInfo has distortion: pram_node expects rectified images "
-                                      "(image_rect)", once=True)
+        distortion = np.asarray(info.d, np.float64)
+        try:
+            if np.any(np.abs(distortion) > 1e-9):
+                check_distortion(info.distortion_model or "plumb_bob", distortion, self.params.camera_info_topic)
+            if self.localizer.set_camera(np.asarray(info.k, np.float64).reshape(3, 3), width, height, distortion):
+                self.get_logger().info(f"camera from {self.params.camera_info_topic}: {width}x{height}, fx "
+                                       f"{info.k[0]:.1f}" + (", undistorted" if distortion.any() else "")
+                                       + f"; registered as {self.localizer.camera.width}x"
+                                       f"{self.localizer.camera.height} (the map's scale)")
+        except ValueError as error:
+            return f"CameraInfo: {error}"
         return ""
 
     def _camera_frame(self, msg: Image | None) -> str:
