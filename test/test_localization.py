@@ -306,6 +306,25 @@ def test_distorted_images_are_undistorted_from_a_folder_and_a_bag(world, localiz
         images_from_folder(sequence / "images", None, sequence / "poses.tum")
 
 
+def test_registration_widens_when_the_recognized_landmarks_fail(world, localizer_parts):
+    """Where the top landmarks fail the gate, more landmarks and then every point of this
+    small map are tried; the result says which step found the pose, and none is wrong."""
+    pram_map, recognizer = localizer_parts
+    narrow = Localizer(pram_map, recognizer, LocalizerConfig(tracking=False, widen_landmarks=0, widen_max_points=0))
+    wide = Localizer(pram_map, recognizer, LocalizerConfig(tracking=False))
+    rescued = []
+    for index, (rgb, truth) in enumerate(_frames(world, "mapping")[::2]):
+        before, after = narrow.process(rgb, index), wide.process(rgb, index)
+        _assert_never_wrong(after, truth, f"frame {index}")
+        if before.localized:
+            assert after.search.startswith("top ") and np.allclose(after.cam_from_world, before.cam_from_world)
+        elif after.localized:
+            assert after.search.endswith(" landmarks") or after.search.startswith("all "), after.search
+            _assert_close(after, truth, f"widened, frame {index}")
+            rescued.append(after.search)
+    assert rescued, "no frame needed widening: the test shows nothing"
+
+
 def test_foreign_images_are_lost(world, localizer_parts):
     pram_map, recognizer = localizer_parts
     localizer = Localizer(pram_map, recognizer)
