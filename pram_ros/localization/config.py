@@ -27,8 +27,9 @@ class LocalizerConfig:
         "recognition", low=0, high=100000)
 
     widen_landmarks: int = setting(
-        12, "When the top landmarks fail the gate: match every keypoint against this many landmarks, in the "
-        "order of recognition's probability mass; 0 skips this step.", "recognition", low=0, high=100000)
+        12, "When the top landmarks fail the gate on a map too large to match whole (widen_max_points): match "
+        "every keypoint against this many landmarks, in the order of recognition's probability mass; 0 skips "
+        "this step.", "recognition", low=0, high=100000)
     widen_max_points: int = setting(
         20000, "When the landmarks fail the gate, a map with at most this many points is matched whole (on a "
         "small map that costs about what recognition does); 0 never.", "recognition", low=0, high=100000000)

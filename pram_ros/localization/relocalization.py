@@ -5,8 +5,8 @@ In: a frame's `Features` and its `Recognition` (per-keypoint landmark labels). O
 keypoints labelled with them are matched against those landmarks' points (pooled, or
 landmark by landmark first: `landmark_matching`), one PnP RANSAC, the gate, and the pose
 refined against every point it sees (`refine_pose`). Recognition can be wrong (changed
-lighting, a view it never learned), so a failed gate widens the search: more landmarks,
-then, on a small map, every point. No state between frames.
+lighting, a view it never learned), so a failed gate widens the search: on a small map
+to every point, on a larger one to more landmarks. No state between frames.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ def ranked_landmarks(recognition: Recognition, top: int) -> np.ndarray:
 def register_landmarks(camera: Camera, index: MapPoints, features: Features, recognition: Recognition,
                        config: LocalizerConfig) -> Outcome:
     """The recognized landmarks' points against the keypoints labelled with them; when that
-    fails the gate, widened: every keypoint against more landmarks (`widen_landmarks`), then
-    against every point of a small map (`widen_max_points`). The outcome says which step."""
+    fails the gate, widened: every keypoint against every point of a small map
+    (`widen_max_points`), or on a larger one against more landmarks (`widen_landmarks`). The outcome says which step."""
     ranked = ranked_landmarks(recognition, config.top_landmarks)
     outcome = Outcome(None, "no landmark recognized")
     if len(ranked):
@@ -51,13 +51,16 @@ def register_landmarks(camera: Camera, index: MapPoints, features: Features, rec
     if outcome.accepted:
         return outcome
     keypoints = np.arange(min(len(features), config.max_keypoints))
-    wider = _landmarks_by_probability(recognition)[:config.widen_landmarks]
+    whole_map = 0 < len(index) <= config.widen_max_points
+    # On a map matched whole anyway, more landmarks first only repeats the matching (on
+    # the demo world it found no pose that the whole map did not, at twice the cost).
+    wider = np.zeros(0, np.int64) if whole_map else _landmarks_by_probability(recognition)[:config.widen_landmarks]
     if len(wider) > len(ranked):
         points = np.concatenate([index.landmark_points[k] for k in wider])
         widened = _register(camera, index, features, keypoints, points, config, f"{len(wider)} landmarks")
         if widened.accepted:
             return widened
-    if 0 < len(index) <= config.widen_max_points:
+    if whole_map:
         widened = _register(camera, index, features, keypoints, np.arange(len(index)), config,
                             f"all {len(index)} points")
         if widened.accepted:
