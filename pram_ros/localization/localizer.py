@@ -179,7 +179,8 @@ class Localizer(TakesAnyCamera):
         tick = time.perf_counter()
         outcome = register_in_view(self.camera, self.points, features, self.track.predicted_pose(), self.config)
         if outcome.accepted and self.config.refine_pose:
-            outcome = Outcome(refine(self.camera, self.points, features, outcome.registration, self.config), "")
+            outcome = Outcome(refine(self.camera, self.points, features, outcome.registration, self.config,
+                                     from_view_first=False), "")
         timings["tracking_ms"] = elapsed_ms(tick)
         if not outcome.accepted:
             logger.debug("tracking lost (%s): relocalizing", outcome.reason)
