@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -206,3 +208,76 @@ def test_cli_map_build_and_info(sequence, tmp_path):
     info = subprocess.run([venv_executable("pram"), "map", "info", str(broken)], capture_output=True, text=True, timeout=120)
     assert info.returncode == 2
     assert "Traceback" not in info.stderr and str(broken) in info.stderr
+
+
+def _pram_map_build(sequence, poses, out, *extra):
+    import os
+    import subprocess
+
+    from conftest import venv_executable
+
+    return subprocess.run(
+        [venv_executable("pram"), "map", "build", "--images", str(sequence / "images"), "--poses", str(poses),
+         "--out", str(out), *extra],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "TQDM_DISABLE": "1"},
+    )
+
+
+def test_wrong_pose_files_are_refused_before_mapping(sequence, tmp_path):
+    """Each common pose mistake: exit 2, one line naming the file (and line, or the likely
+    cause), no traceback, no map, and no full feature extraction (its log line is absent)."""
+    from pram_ros.io.tum import save_tum
+    from pram_ros.mapping.posecheck import BODY_FROM_OPTICAL
+
+    stamps, world_from_cam = load_tum(sequence / "poses.tum")
+    lines = (sequence / "poses.tum").read_text().splitlines(keepends=True)
+    cases = {}
+    for name, text in {"garbage": "abc", "nan": "nan"}.items():
+        broken = list(lines)
+        fields = broken[6].split()
+        fields[2] = text
+        broken[6] = " ".join(fields) + "\n"
+        cases[name] = ("".join(broken), rf"poses_{name}.tum:7: ty ('abc' is not a number|is nan)")
+    zero = list(lines)
+    zero[3] = " ".join(zero[3].split()[:4] + ["0", "0", "0", "0"]) + "\n"
+    cases["zero quaternion"] = ("".join(zero), r"poses_zero quaternion.tum:4: the quaternion .* has zero length")
+    cases["too few"] = ("".join(lines[:30]), r"30 poses for 40 images")
+    for name, (text, expected) in cases.items():
+        (tmp_path / f"poses_{name}.tum").write_text(text)
+    for name, poses in {"inverted": np.array([invert(p) for p in world_from_cam]),
+                        "body axes": world_from_cam @ np.linalg.inv(BODY_FROM_OPTICAL)}.items():
+        save_tum(tmp_path / f"poses_{name}.tum", stamps, poses)
+    cases["inverted"] = (None, r"poses_inverted.tum: they look inverted: give world_from_camera")
+    cases["body axes"] = (None, r"poses_body axes.tum: they look like poses of a body frame")
+
+    for name, (_, expected) in cases.items():
+        out = tmp_path / f"{name}.npz"
+        run = _pram_map_build(sequence, tmp_path / f"poses_{name}.tum", out)
+        assert run.returncode == 2, (name, run.stderr[-2000:])
+        assert "Traceback" not in run.stderr and not out.exists(), name
+        error_lines = [line for line in run.stderr.splitlines() if "error" in line.lower()]
+        assert error_lines and re.search(expected, error_lines[-1]), (name, run.stderr[-2000:])
+        assert "features: 40 images" not in run.stderr, f"{name}: refused only after the full extraction"
+
+
+def test_pairing_distance_comes_from_the_scene(sequence, posed_map):
+    """The pose check measures the depth the cameras see (the rendered room: 1-4 m), pairing
+    uses it, and the summary says so; an explicit distance overrides it."""
+    _, summary = posed_map
+    assert summary.pose_check is not None and "as given 100%" in summary.pose_check, summary.pose_check
+    assert 1.0 < summary.pair_lookat_m < 4.0, summary.pair_lookat_m
+    images = images_from_folder(sequence / "images", poses_tum=sequence / "poses.tum")
+    # Look-at points within 0.02 m of each other: no pairs, so no map (the override is used).
+    with pytest.raises(ValueError, match="no image pair shares .* cameras assumed to look 0.20 m ahead"):
+        build_map(images, MapBuildConfig(sfm=SfmConfig(pair_lookat_m=0.2, pair_radius_m=0.02)))
+
+
+@pytest.mark.skipif(not (REPO.parent / "shared" / "data" / "strecha_dev").is_dir(),
+                    reason="../shared/data/strecha_dev is absent")
+def test_a_posed_outdoor_scene_gets_pairs_from_its_depth(tmp_path):
+    """The entry scene (about 19 m deep) got no map when pairing assumed a room (2 m)."""
+    scene = REPO.parent / "shared" / "data" / "strecha_dev" / "entry-P10"
+    images = images_from_folder(scene / "images", poses_tum=scene / "poses.tum")
+    pram_map, summary = build_map(images, MapBuildConfig())
+    assert summary.registered == 10 and summary.pair_lookat_m > 10.0, summary.describe()
+    assert pram_map.num_points > 300, summary.describe()

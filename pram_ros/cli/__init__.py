@@ -35,6 +35,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def _cmd_replay(args: argparse.Namespace) -> int:
     from pram_ros.ros.replay import ReplayConfig, run_replay
 
@@ -90,6 +100,7 @@ def _cmd_map_build(args: argparse.Namespace) -> int:
     from pram_ros.mapping.build import MapBuildConfig, build_map
     from pram_ros.mapping.landmarks import LandmarkConfig
     from pram_ros.mapping.mapfile import save_map
+    from pram_ros.mapping.sfm import SfmConfig
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
@@ -104,7 +115,8 @@ def _cmd_map_build(args: argparse.Namespace) -> int:
             raise ValueError("give --images DIR or --bag BAG")
         images = images_from_folder(Path(args.images), Path(args.camera) if args.camera else None,
                                     Path(args.poses) if args.poses else None)
-    config = MapBuildConfig(extractor=args.extractor, landmarks=LandmarkConfig(num_landmarks=args.landmarks))
+    sfm = SfmConfig(pair_lookat_m=args.pair_lookat_m, pair_radius_m=args.pair_radius_m)
+    config = MapBuildConfig(extractor=args.extractor, sfm=sfm, landmarks=LandmarkConfig(num_landmarks=args.landmarks))
     pram_map, summary = build_map(images, config, align_tum=Path(args.align) if args.align else None,
                                   work_dir=Path(args.work_dir) if args.work_dir else None)
     size = save_map(pram_map, out)
@@ -184,6 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--camera-info-topic", help="CameraInfo topic (default: <image topic's namespace>/camera_info)")
     source.add_argument("--pose-topic", help="PoseStamped topic with the camera's poses in the map (bag only)")
     build.add_argument("--poses", help="TUM file, world_from_camera per image: triangulate with these poses fixed")
+    build.add_argument("--pair-lookat-m", type=_positive_float, default=None,
+                       help="with poses: how far ahead the cameras look, for pairing images (default: the median "
+                            "depth of a few neighbouring pairs triangulated with the poses)")
+    build.add_argument("--pair-radius-m", type=_positive_float, default=None,
+                       help="with poses: how close two cameras' look-at points must be to pair them "
+                            "(default: twice the look-at distance)")
     build.add_argument("--align", help="TUM file: Sim3-align a map built without poses to these camera centres")
     build.add_argument("--landmarks", type=_positive_int, default=None, help="number of landmarks K (default: from the scene's size)")
     build.add_argument("--extractor", default="xfeat", help="feature preset: xfeat (default), xfeat-1024, sift")

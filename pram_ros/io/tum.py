@@ -40,7 +40,9 @@ def save_tum(path: Path, stamps_ns: np.ndarray, world_from_cam: np.ndarray) -> N
 
 
 def load_tum(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(stamps_ns int64 [N], world_from_cam float64 [N x 4 x 4]) from a TUM file ('#' lines skipped)."""
+    """(stamps_ns int64 [N], world_from_cam float64 [N x 4 x 4]) from a TUM file ('#' lines
+    skipped). A bad line is refused naming the file and line: a field that is not a number,
+    NaN or infinity, a quaternion of (near) zero length; quaternions are normalised."""
     path = Path(path)
     stamps, poses = [], []
     for number, line in enumerate(path.read_text().splitlines(), start=1):
@@ -48,12 +50,26 @@ def load_tum(path: Path) -> tuple[np.ndarray, np.ndarray]:
         if not line or line.startswith("#"):
             continue
         fields = line.split()
+        where = f"{path}:{number}"
         if len(fields) != 8:
-            raise ValueError(f"{path}:{number}: expected 8 fields 'timestamp tx ty tz qx qy qz qw', got {len(fields)}")
-        stamps.append(parse_stamp(fields[0]))
-        values = np.array([float(v) for v in fields[1:]])
+            raise ValueError(f"{where}: expected 8 fields 'timestamp tx ty tz qx qy qz qw', got {len(fields)}")
+        try:
+            stamps.append(parse_stamp(fields[0]))
+        except ValueError:
+            raise ValueError(f"{where}: the timestamp {fields[0]!r} is not decimal seconds") from None
+        values = np.zeros(7)
+        for column, (name, text) in enumerate(zip(("tx", "ty", "tz", "qx", "qy", "qz", "qw"), fields[1:])):
+            try:
+                values[column] = float(text)
+            except ValueError:
+                raise ValueError(f"{where}: {name} {text!r} is not a number") from None
+            if not np.isfinite(values[column]):
+                raise ValueError(f"{where}: {name} is {text}")
+        norm = np.linalg.norm(values[3:])
+        if norm < 1e-6:
+            raise ValueError(f"{where}: the quaternion (qx qy qz qw) has zero length")
         pose = np.eye(4)
-        pose[:3, :3] = Rotation.from_quat(values[3:]).as_matrix()
+        pose[:3, :3] = Rotation.from_quat(values[3:] / norm).as_matrix()
         pose[:3, 3] = values[:3]
         poses.append(pose)
     return np.array(stamps, dtype=np.int64), np.array(poses).reshape(-1, 4, 4)

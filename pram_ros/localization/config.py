@@ -74,6 +74,10 @@ class LocalizerConfig:
     klt_min_inlier_ratio: float = setting(
         0.6, "An optical-flow frame must keep this share of the followed inliers, else the flow slipped and "
         "the frame takes the full pipeline.", "tracking", low=0.01, high=1.0)
+    klt_min_kept_ratio: float = setting(
+        0.4, "An optical-flow frame must keep this share of the last frame's inliers as its own inliers, else "
+        "the view changed too much for the flow and the frame takes the full pipeline.", "tracking",
+        low=0.0, high=1.0)
     track_recheck_ratio: float = setting(
         0.5, "A tracked frame with fewer inliers than this share of the track's most since the last "
         "relocalization is relocalized too, and the pose with more inliers is kept; 0 off.", "tracking",

@@ -102,7 +102,13 @@ class Track:
             (uv[:, 0] >= 0) & (uv[:, 0] <= camera.width - 1) & (uv[:, 1] >= 0) & (uv[:, 1] <= camera.height - 1)
         points = self.inlier_points[keep]
         registration = estimate_pose(camera, uv[keep], points, index.xyz[points], config.track_ransac_max_error_px)
-        return FlowOutcome(gate(registration, config.min_track_inliers, config.klt_min_inlier_ratio), uv[keep])
+        outcome = gate(registration, config.min_track_inliers, config.klt_min_inlier_ratio)
+        followed = len(self.inlier_points)
+        if outcome.accepted and registration.num_inliers < config.klt_min_kept_ratio * followed:
+            # Between two photos far apart the flow finds a few of the points, and a pose from
+            # those few is centimetres off: the full pipeline instead.
+            outcome = Outcome(registration, f"optical flow kept {registration.num_inliers} of {followed} inliers")
+        return FlowOutcome(outcome, uv[keep])
 
     def flow_accepted(self, gray: np.ndarray) -> None:
         """An optical-flow frame passed: the next one follows from it."""

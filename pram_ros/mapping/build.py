@@ -13,7 +13,7 @@ import logging
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ from pram_ros.io.imageset import ImageSet
 from pram_ros.io.tum import load_tum
 from pram_ros.mapping.landmarks import LandmarkConfig, cluster_landmarks
 from pram_ros.mapping.mapfile import MAP_FORMAT, MAP_VERSION, PramMap
+from pram_ros.mapping.posecheck import PoseCheck, check_poses
 from pram_ros.mapping.sfm import SfmConfig, SfmResult, align_to_positions, reconstruct, tracks_from_result
 from pram_ros.mapping.sparsify import (
     CompressionConfig,
@@ -37,6 +38,7 @@ from pram_ros.mapping.sparsify import (
 logger = logging.getLogger(__name__)
 
 ALIGN_MAX_ERROR_M = 0.05  # --align: RANSAC inlier distance, and what the summary calls off
+DEFAULT_LOOKAT_M = 2.0  # pairing's look-at distance when the scene's depth cannot be measured
 
 
 @dataclass
@@ -61,6 +63,8 @@ class BuildSummary:
     timings_s: dict[str, float]
     # With --align: distance [registered] of each registered camera centre from its given pose.
     aligned_centre_errors_m: np.ndarray | None = None
+    pose_check: str | None = None  # with poses: what the pose check found
+    pair_lookat_m: float | None = None  # with poses: the pairing's look-at distance
 
     def describe(self) -> str:
         share = 100.0 * self.map_bytes / max(self.full_reconstruction_bytes, 1)
@@ -72,6 +76,8 @@ class BuildSummary:
             f"map: {self.points_kept} points in {self.landmarks} landmarks, {self.map_bytes / 1e6:.2f} MB = "
             f"{share:.1f}% of the full reconstruction ({self.full_reconstruction_bytes / 1e6:.1f} MB)",
             *([self._describe_alignment()] if self.aligned_centre_errors_m is not None else []),
+            *([self.pose_check, f"pairing: cameras look {self.pair_lookat_m:.2f} m ahead"]
+              if self.pose_check is not None else []),
             f"time: {steps}",
         ])
 
@@ -126,6 +132,18 @@ def build_map(images: ImageSet, config: MapBuildConfig | None = None, align_tum:
     if config.extractor not in PRESETS:
         raise ValueError(f"unknown feature preset {config.extractor!r}, known: {sorted(PRESETS)}")
     timings: dict[str, float] = {}
+    aligned_poses = None
+    if align_tum is not None and images.world_from_cam is None:
+        _, aligned_poses = load_tum(align_tum)  # checked before the long work
+        if len(aligned_poses) != len(images.names):
+            raise ValueError(f"{align_tum}: {len(aligned_poses)} poses for {len(images.names)} images")
+    pose_check = None
+    if images.world_from_cam is not None:
+        start = time.perf_counter()
+        pose_check = check_poses(images, config.extractor)
+        timings["pose_check"] = time.perf_counter() - start
+        logger.info(pose_check.describe())
+        config = _scaled_pairing(config, pose_check)
     temporary = work_dir is None
     work_dir = Path(tempfile.mkdtemp(prefix="pram_map_")) if temporary else Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -141,10 +159,7 @@ def build_map(images: ImageSet, config: MapBuildConfig | None = None, align_tum:
         timings.update(result.timings_s)
         metric = images.world_from_cam is not None
         aligned_errors = None
-        if align_tum is not None and not metric:
-            _, aligned_poses = load_tum(align_tum)
-            if len(aligned_poses) != len(images.names):
-                raise ValueError(f"{align_tum}: {len(aligned_poses)} poses for {len(images.names)} images")
+        if aligned_poses is not None:
             align_to_positions(result, images.names, aligned_poses[:, :3, 3], ALIGN_MAX_ERROR_M)
             aligned_errors = _centre_errors(result, aligned_poses[:, :3, 3])
             metric = True
@@ -183,10 +198,12 @@ def build_map(images: ImageSet, config: MapBuildConfig | None = None, align_tum:
             map_bytes=pram_map.nbytes(),
             full_reconstruction_bytes=full_bytes,
             aligned_centre_errors_m=aligned_errors,
+            pose_check=None if pose_check is None else pose_check.describe(),
+            pair_lookat_m=config.sfm.pair_lookat_m if pose_check is not None else None,
             timings_s={k: round(v, 2) for k, v in timings.items()},
         )
         pram_map.meta["stats"].update({k: v for k, v in asdict(summary).items()
-                                       if k not in ("timings_s", "aligned_centre_errors_m")})
+                                       if k not in ("timings_s", "aligned_centre_errors_m", "pose_check")})
         alignment = summary.alignment_stats()
         if alignment is not None:
             pram_map.meta["stats"]["aligned_centre_error_m"] = alignment
@@ -195,6 +212,19 @@ def build_map(images: ImageSet, config: MapBuildConfig | None = None, align_tum:
     finally:
         if temporary:
             shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _scaled_pairing(config: MapBuildConfig, pose_check: PoseCheck) -> MapBuildConfig:
+    """The pairing's look-at distance from the scene's measured depth, unless set."""
+    if config.sfm.pair_lookat_m is not None:
+        return config
+    depth = pose_check.scene_depth_m
+    if depth is None:
+        depth = DEFAULT_LOOKAT_M
+        logger.warning("the scene's depth could not be measured (too few matches between neighbouring images): "
+                       "pairing assumes cameras look %.1f m ahead; set it with --pair-lookat-m", depth)
+    logger.info("pairing: cameras look %.2f m ahead (the median scene depth)", depth)
+    return replace(config, sfm=replace(config.sfm, pair_lookat_m=depth))
 
 
 def _assemble(images, config, result, tracks, labels, num_landmarks, descriptors, vrfs, keep, features,

@@ -40,7 +40,11 @@ class SfmConfig:
 
     pair_neighbors: int = 8  # with poses: covisible partners per image
     pair_max_angle_deg: float = 60.0  # with poses: max angle between optical axes
-    pair_lookat_m: float = 2.0  # with poses: how far ahead a camera is assumed to look
+    # With poses: how far ahead a camera is assumed to look, and how close two cameras'
+    # look-at points must be. None: the median scene depth from the pose check
+    # (posecheck.py), and twice the look-at distance.
+    pair_lookat_m: float | None = None
+    pair_radius_m: float | None = None
     unposed_pairing: str = "sequential"  # without poses: "sequential" (video) or "exhaustive" (photos)
     sequential_window: int = 10  # without poses, sequential: neighbours in capture order
     match_ratio: float = 0.9  # Lowe ratio on mutual nearest neighbours, with poses
@@ -90,16 +94,19 @@ def covisible_pairs(world_from_cam: np.ndarray, config: SfmConfig) -> np.ndarray
     """[M x 2] image index pairs (i < j) whose views likely overlap, from poses alone.
 
     Two cameras are partners when their optical axes are within `pair_max_angle_deg`
-    and the points they look at (`pair_lookat_m` ahead) are close; each image keeps its
-    `pair_neighbors` best partners.
+    and the points they look at (`pair_lookat_m` ahead) are within `pair_radius_m`; each
+    image keeps its `pair_neighbors` best partners.
     """
+    if config.pair_lookat_m is None:
+        raise ValueError("SfmConfig.pair_lookat_m: not set (build_map measures it from the images)")
+    radius_m = config.pair_radius_m if config.pair_radius_m is not None else 2.0 * config.pair_lookat_m
     centres = world_from_cam[:, :3, 3]
     axes = world_from_cam[:, :3, 2]
     lookat = centres + config.pair_lookat_m * axes
     distance = np.linalg.norm(lookat[:, None] - lookat[None], axis=-1)
     cos_angle = np.clip(axes @ axes.T, -1.0, 1.0)
     distance[cos_angle < np.cos(np.deg2rad(config.pair_max_angle_deg))] = np.inf
-    distance[distance > 2.0 * config.pair_lookat_m] = np.inf
+    distance[distance > radius_m] = np.inf
     np.fill_diagonal(distance, np.inf)
     pairs = set()
     k = min(config.pair_neighbors, len(centres) - 1)
@@ -270,6 +277,10 @@ def reconstruct(
     database.close()
     timings["matching"] = time.perf_counter() - start
     logger.info("matched %d of %d pairs in %.1f s", len(kept_pairs), len(pairs), timings["matching"])
+    if cam_from_world is not None and not kept_pairs:
+        raise ValueError(f"no image pair shares {config.min_pair_matches} matches that fit the poses ({len(pairs)} "
+                         f"pairs tried, cameras assumed to look {config.pair_lookat_m:.2f} m ahead): set "
+                         "--pair-lookat-m / --pair-radius-m to the scene's size")
 
     start = time.perf_counter()
     model_dir = work_dir / "model"
