@@ -281,3 +281,49 @@ def test_a_posed_outdoor_scene_gets_pairs_from_its_depth(tmp_path):
     pram_map, summary = build_map(images, MapBuildConfig())
     assert summary.registered == 10 and summary.pair_lookat_m > 10.0, summary.describe()
     assert pram_map.num_points > 300, summary.describe()
+
+
+def test_a_colmap_model_imports_into_the_map_its_poses_give(sequence, posed_map, tmp_path):
+    """A COLMAP model (written by pycolmap: camera and poses of the rendered sequence, image
+    names relative to the images folder) builds the same map as the TUM poses do; a model
+    with lens distortion is refused naming the camera."""
+    import pycolmap
+
+    from pram_ros.io.camera import load_camera_yaml
+    from pram_ros.io.colmap import COLMAP_PIXEL_OFFSET
+    from pram_ros.io.imageset import images_from_colmap
+
+    _, world_from_cam = load_tum(sequence / "poses.tum")
+    K, width, height = load_camera_yaml(sequence / "camera.yaml")
+    names = sorted(p.name for p in (sequence / "images").iterdir())
+    model = pycolmap.Reconstruction()
+    camera = pycolmap.Camera(model="PINHOLE", width=width, height=height, camera_id=1,
+                             params=[K[0, 0], K[1, 1], K[0, 2] + COLMAP_PIXEL_OFFSET, K[1, 2] + COLMAP_PIXEL_OFFSET])
+    model.add_camera_with_trivial_rig(camera)
+    for index in np.random.default_rng(0).permutation(len(names)):  # ids in another order than the names
+        cam_from_world = invert(world_from_cam[index])
+        image = pycolmap.Image(name=names[index], camera_id=1, image_id=int(index) + 10)
+        model.add_image_with_trivial_frame(
+            image, pycolmap.Rigid3d(pycolmap.Rotation3d(cam_from_world[:3, :3]), cam_from_world[:3, 3]))
+    (tmp_path / "model").mkdir()
+    model.write(str(tmp_path / "model"))
+
+    imported = images_from_colmap(tmp_path / "model", sequence / "images")
+    assert imported.names == names
+    np.testing.assert_allclose(imported.K, K, atol=1e-9)
+    np.testing.assert_allclose(imported.world_from_cam, world_from_cam, atol=1e-6)
+    pram_map, summary = build_map(imported, MapBuildConfig())
+    expected, expected_summary = posed_map
+    assert summary.registered == expected_summary.registered == 40
+    assert pram_map.num_points == expected.num_points, (pram_map.num_points, expected.num_points)
+    np.testing.assert_allclose(pram_map.point_xyz, expected.point_xyz, atol=1e-4)
+
+    distorted = pycolmap.Reconstruction(str(tmp_path / "model"))
+    distorted.cameras[1] = pycolmap.Camera(model="OPENCV", width=width, height=height, camera_id=1,
+                                           params=[K[0, 0], K[1, 1], K[0, 2], K[1, 2], -0.1, 0.01, 0.0, 0.0])
+    (tmp_path / "distorted").mkdir()
+    distorted.write(str(tmp_path / "distorted"))
+    with pytest.raises(ValueError, match=r"distorted: camera 1 \(OPENCV\) has lens distortion"):
+        images_from_colmap(tmp_path / "distorted", sequence / "images")
+    with pytest.raises(FileNotFoundError, match="not a COLMAP model"):
+        images_from_colmap(sequence / "images", sequence / "images")

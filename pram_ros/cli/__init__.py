@@ -96,7 +96,7 @@ def _cmd_world(args: argparse.Namespace) -> int:
 
 
 def _cmd_map_build(args: argparse.Namespace) -> int:
-    from pram_ros.io.imageset import images_from_bag, images_from_folder
+    from pram_ros.io.imageset import images_from_bag, images_from_colmap, images_from_folder
     from pram_ros.mapping.build import MapBuildConfig, build_map
     from pram_ros.mapping.landmarks import LandmarkConfig
     from pram_ros.mapping.mapfile import save_map
@@ -110,6 +110,12 @@ def _cmd_map_build(args: argparse.Namespace) -> int:
             raise ValueError("--bag needs --image-topic")
         images = images_from_bag(Path(args.bag), args.image_topic, args.camera_info_topic, args.pose_topic,
                                  Path(args.poses) if args.poses else None)
+    elif args.colmap:
+        if not args.images:
+            raise ValueError("--colmap needs --images DIR (the folder its image names are relative to)")
+        if args.poses or args.align:
+            raise ValueError("--colmap gives the poses: drop --poses/--align")
+        images = images_from_colmap(Path(args.colmap), Path(args.images))
     else:
         if not args.images:
             raise ValueError("give --images DIR or --bag BAG")
@@ -188,8 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     map_parser = commands.add_parser("map", help="build or inspect a PRAM map")
     map_commands = map_parser.add_subparsers(dest="map_command", required=True)
     build = map_commands.add_parser("build", help="images or a rosbag2 -> a compressed PRAM map file")
-    source = build.add_argument_group("input (a folder of images, or a rosbag2)")
+    source = build.add_argument_group("input (a folder of images, a COLMAP model and its images, or a rosbag2)")
     source.add_argument("--images", help="folder of images (sorted by name)")
+    source.add_argument("--colmap", metavar="MODEL_DIR",
+                        help="a COLMAP model (COLMAP, hloc, ...): its camera and poses, with --images DIR holding "
+                             "its images; our features are extracted and triangulated against those poses")
     source.add_argument("--camera", help="camera.yaml (ROS calibration format; default: beside the images)")
     source.add_argument("--bag", help="rosbag2 folder (mcap or sqlite3)")
     source.add_argument("--image-topic", help="image topic in the bag")

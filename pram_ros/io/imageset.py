@@ -18,6 +18,7 @@ import numpy as np
 
 from pram_ros.geometry import transform_from_quat
 from pram_ros.io.camera import check_distortion, load_camera_yaml, load_distortion, undistort_maps
+from pram_ros.io.colmap import load_colmap_model
 from pram_ros.io.images import load_image
 from pram_ros.io.tum import load_tum
 
@@ -66,7 +67,28 @@ def images_from_folder(images_dir: Path, camera_yaml: Path | None = None, poses_
         if len(world_from_cam) != len(paths):
             raise ValueError(f"{poses_tum}: {len(world_from_cam)} poses for {len(paths)} images in {images_dir}; "
                              "the TUM file must list one pose per image, in name order")
+    source = {"images": str(images_dir), "camera": str(camera_yaml), "poses": str(poses_tum) if poses_tum else None}
+    return ImageSet([p.name for p in paths], K, width, height, _read_files(paths, width, height, undistort),
+                    world_from_cam, source)
 
+
+def images_from_colmap(model_dir: Path, images_dir: Path) -> ImageSet:
+    """The registered images of a COLMAP model (names relative to `images_dir`), with the
+    model's camera and poses: to re-extract our features and triangulate against them."""
+    model = load_colmap_model(model_dir)
+    images_dir = Path(images_dir)
+    paths = [images_dir / name for name in model.names]
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{model_dir}: {len(missing)} of its {len(paths)} registered images are not in "
+                                f"{images_dir}, e.g. {missing[0]}")
+    source = {"images": str(images_dir), "colmap": str(model_dir), "poses": str(model_dir)}
+    return ImageSet(model.names, model.K, model.width, model.height,
+                    _read_files(paths, model.width, model.height, None), model.world_from_cam, source)
+
+
+def _read_files(paths: list[Path], width: int, height: int,
+                undistort) -> Callable[[], Iterator[tuple[int, np.ndarray]]]:
     def frames() -> Iterator[tuple[int, np.ndarray]]:
         for index, path in enumerate(paths):
             rgb = load_image(path)
@@ -74,8 +96,7 @@ def images_from_folder(images_dir: Path, camera_yaml: Path | None = None, poses_
                 raise ValueError(f"{path}: {rgb.shape[1]}x{rgb.shape[0]} pixels, camera is {width}x{height}")
             yield index, (rgb if undistort is None else cv2.remap(rgb, *undistort, cv2.INTER_LINEAR))
 
-    source = {"images": str(images_dir), "camera": str(camera_yaml), "poses": str(poses_tum) if poses_tum else None}
-    return ImageSet([p.name for p in paths], K, width, height, frames, world_from_cam, source)
+    return frames
 
 
 def images_from_bag(bag: Path, image_topic: str, camera_info_topic: str | None = None,

@@ -11,7 +11,7 @@ pycolmap.Reconstruction (cameras, images, 3D points, tracks) in the poses' frame
   incremental SfM; the result is up to scale unless aligned (`align_to_positions`).
 
 Our features use the OpenCV pixel convention (centre of the top-left pixel at (0, 0));
-COLMAP puts it at (0.5, 0.5). The conversion happens here and nowhere else.
+COLMAP puts it at (0.5, 0.5): `COLMAP_PIXEL_OFFSET` (io/colmap.py) converts.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from tqdm import tqdm
 
 from pram_ros.features import Features, match_mutual_nn
 from pram_ros.geometry import invert
+from pram_ros.io.colmap import COLMAP_PIXEL_OFFSET
 
 logger = logging.getLogger(__name__)
 
-COLMAP_PIXEL_OFFSET = 0.5  # COLMAP pixel centres are at +0.5 of OpenCV's
 
 
 @dataclass
