@@ -109,7 +109,7 @@ def _cmd_map_build(args: argparse.Namespace) -> int:
         if not args.image_topic:
             raise ValueError("--bag needs --image-topic")
         images = images_from_bag(Path(args.bag), args.image_topic, args.camera_info_topic, args.pose_topic,
-                                 Path(args.poses) if args.poses else None)
+                                 Path(args.poses) if args.poses else None, use_odometry=not args.no_odometry)
     elif args.colmap:
         if not args.images:
             raise ValueError("--colmap needs --images DIR (the folder its image names are relative to)")
@@ -204,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--image-topic", help="image topic in the bag")
     source.add_argument("--camera-info-topic", help="CameraInfo topic (default: <image topic's namespace>/camera_info)")
     source.add_argument("--pose-topic", help="PoseStamped topic with the camera's poses in the map (bag only)")
+    source.add_argument("--no-odometry", action="store_true",
+                        help="without poses, ignore the bag's /tf odometry (by default it chooses image pairs and "
+                             "gives the map metres)")
     build.add_argument("--poses", help="TUM file, world_from_camera per image: triangulate with these poses fixed")
     build.add_argument("--pair-lookat-m", type=_positive_float, default=None,
                        help="with poses: how far ahead the cameras look, for pairing images (default: the median "

@@ -1,14 +1,16 @@
 """An `ImageSet`: the images mapping, recognition and evaluation read, one camera.
 
-In: a folder of images (+ camera.yaml, optional TUM poses), or an image topic of a
-rosbag2 (+ its CameraInfo, optional PoseStamped topic or TUM poses). Out: an `ImageSet`,
-names + one pinhole camera + optional poses, whose frames are read lazily in order.
+In: a folder of images (+ camera.yaml, optional TUM poses), a COLMAP model and its images,
+or an image topic of a rosbag2 (+ its CameraInfo, optional PoseStamped topic or TUM poses,
+else the camera's odometry from /tf). Out: an `ImageSet`, names + one pinhole camera +
+optional poses (+ odometry), whose frames are read lazily in order.
 Images with distortion (camera.yaml or CameraInfo: plumb_bob or rational_polynomial) are
 undistorted as they are read, to the same K: every consumer sees pinhole images.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,10 @@ from pram_ros.geometry import transform_from_quat
 from pram_ros.io.camera import check_distortion, load_camera_yaml, load_distortion, undistort_maps
 from pram_ros.io.colmap import load_colmap_model
 from pram_ros.io.images import load_image
+from pram_ros.io.odometry import CameraOdometry, camera_odometry
 from pram_ros.io.tum import load_tum
+
+logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -40,6 +45,9 @@ class ImageSet:
     frames: Callable[[], Iterator[tuple[int, np.ndarray]]]
     world_from_cam: np.ndarray | None
     source: dict
+    # Without poses, from a bag's /tf: the camera's odometry (metric, drifting), for
+    # pairing and scale.
+    odometry: CameraOdometry | None = None
 
 
 def _find_camera_yaml(images_dir: Path) -> Path:
@@ -100,23 +108,26 @@ def _read_files(paths: list[Path], width: int, height: int,
 
 
 def images_from_bag(bag: Path, image_topic: str, camera_info_topic: str | None = None,
-                    pose_topic: str | None = None, poses_tum: Path | None = None) -> ImageSet:
+                    pose_topic: str | None = None, poses_tum: Path | None = None,
+                    use_odometry: bool = True) -> ImageSet:
     """Images of one topic of a rosbag2, named by their header stamp (ns).
 
     The camera comes from `camera_info_topic` (default: the image topic's sibling
     `camera_info`). Poses, optional, come from a PoseStamped topic of the camera optical
-    frame in the map, or from a TUM file, matched to images by stamp.
+    frame in the map, or from a TUM file, matched to images by stamp. Without poses, the
+    camera's odometry comes from /tf and /tf_static where they join the camera's frame.
     """
     from pram_ros.io.rosbag import decode_image, deserialize, iter_bag_messages  # rosbags only for bags
 
     bag = Path(bag)
     camera_info_topic = camera_info_topic or image_topic.rsplit("/", 1)[0] + "/camera_info"
-    stamps, camera, poses = [], None, {}
+    stamps, camera, poses, camera_frame = [], None, {}, None
     topics = [image_topic, camera_info_topic] + ([pose_topic] if pose_topic else [])
     for topic, msgtype, _, raw in iter_bag_messages(bag, topics):
         if topic == image_topic:
             header = deserialize(raw, msgtype).header
             stamps.append(header.stamp.sec * 1_000_000_000 + header.stamp.nanosec)
+            camera_frame = camera_frame or header.frame_id
         elif topic == camera_info_topic and camera is None:
             camera = deserialize(raw, msgtype)
         elif topic == pose_topic:
@@ -144,6 +155,12 @@ def images_from_bag(bag: Path, image_topic: str, camera_info_topic: str | None =
             raise ValueError(f"{bag}: {len(missing)} of {len(stamps)} images have no pose with the same stamp "
                              f"(first at {missing[0]} ns)")
         world_from_cam = np.array([poses[s] for s in stamps])
+    odometry = None
+    if world_from_cam is None and use_odometry and camera_frame:
+        odometry = camera_odometry(bag, camera_frame, np.array(stamps, np.int64))
+        if odometry is not None:
+            logger.info("%s: odometry %s for %d of %d images", bag, odometry.chain, int(odometry.covered.sum()),
+                        len(stamps))
 
     def frames() -> Iterator[tuple[int, np.ndarray]]:
         index = 0
@@ -154,4 +171,5 @@ def images_from_bag(bag: Path, image_topic: str, camera_info_topic: str | None =
 
     source = {"bag": str(bag), "image_topic": image_topic, "camera_info_topic": camera_info_topic,
               "pose_topic": pose_topic, "poses": str(poses_tum) if poses_tum else None}
-    return ImageSet([str(s) for s in stamps], K, int(camera.width), int(camera.height), frames, world_from_cam, source)
+    return ImageSet([str(s) for s in stamps], K, int(camera.width), int(camera.height), frames, world_from_cam, source,
+                    odometry)

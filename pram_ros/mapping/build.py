@@ -26,7 +26,14 @@ from pram_ros.io.tum import load_tum
 from pram_ros.mapping.landmarks import LandmarkConfig, cluster_landmarks
 from pram_ros.mapping.mapfile import MAP_FORMAT, MAP_VERSION, PramMap
 from pram_ros.mapping.posecheck import PoseCheck, check_poses
-from pram_ros.mapping.sfm import SfmConfig, SfmResult, align_to_positions, reconstruct, tracks_from_result
+from pram_ros.mapping.sfm import (
+    SfmConfig,
+    SfmResult,
+    align_to_positions,
+    covisible_pairs,
+    reconstruct,
+    tracks_from_result,
+)
 from pram_ros.mapping.sparsify import (
     CompressionConfig,
     medoid_descriptors,
@@ -38,6 +45,7 @@ from pram_ros.mapping.sparsify import (
 logger = logging.getLogger(__name__)
 
 ALIGN_MAX_ERROR_M = 0.05  # --align: RANSAC inlier distance, and what the summary calls off
+ODOMETRY_ALIGN_MAX_ERROR_M = 0.25  # odometry drifts: a looser Sim3 inlier distance
 DEFAULT_LOOKAT_M = 2.0  # pairing's look-at distance when the scene's depth cannot be measured
 
 
@@ -64,6 +72,7 @@ class BuildSummary:
     # With --align: distance [registered] of each registered camera centre from its given pose.
     aligned_centre_errors_m: np.ndarray | None = None
     pose_check: str | None = None  # with poses: what the pose check found
+    scale: str = "none: the map is up to scale (no poses, no odometry, no --align)"  # where metres come from
     pair_lookat_m: float | None = None  # with poses: the pairing's look-at distance
 
     def describe(self) -> str:
@@ -78,6 +87,7 @@ class BuildSummary:
             *([self._describe_alignment()] if self.aligned_centre_errors_m is not None else []),
             *([self.pose_check, f"pairing: cameras look {self.pair_lookat_m:.2f} m ahead"]
               if self.pose_check is not None else []),
+            f"scale: {self.scale}",
             f"time: {steps}",
         ])
 
@@ -138,12 +148,19 @@ def build_map(images: ImageSet, config: MapBuildConfig | None = None, align_tum:
         if len(aligned_poses) != len(images.names):
             raise ValueError(f"{align_tum}: {len(aligned_poses)} poses for {len(images.names)} images")
     pose_check = None
-    if images.world_from_cam is not None:
+    odometry = images.odometry if images.world_from_cam is None else None
+    if images.world_from_cam is not None or odometry is not None:
         start = time.perf_counter()
-        pose_check = check_poses(images, config.extractor)
+        pose_check = check_poses(images, config.extractor,
+                                 None if odometry is None else odometry.odom_from_cam,
+                                 None if odometry is None else f"{images.source.get('bag')}: odometry {odometry.chain}")
         timings["pose_check"] = time.perf_counter() - start
         logger.info(pose_check.describe())
         config = _scaled_pairing(config, pose_check)
+    odometry_pairs = None
+    if odometry is not None:
+        odometry_pairs = covisible_pairs(odometry.odom_from_cam, config.sfm)
+        logger.info("odometry: %d covisible pairs", len(odometry_pairs))
     temporary = work_dir is None
     work_dir = Path(tempfile.mkdtemp(prefix="pram_map_")) if temporary else Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -155,11 +172,22 @@ def build_map(images: ImageSet, config: MapBuildConfig | None = None, align_tum:
                     np.mean([len(f) for f in features]), timings["features"])
 
         result = reconstruct(images.names, features, images.K, images.width, images.height, work_dir,
-                             images.world_from_cam, config.sfm)
+                             images.world_from_cam, config.sfm, odometry_pairs)
         timings.update(result.timings_s)
         metric = images.world_from_cam is not None
         aligned_errors = None
+        scale_source = "poses" if metric else None
+        odometry_dropped = 0
+        if odometry is not None and aligned_poses is None:
+            covered = odometry.covered
+            align_to_positions(result, [n for n, c in zip(images.names, covered) if c],
+                               odometry.odom_from_cam[covered, :3, 3], ODOMETRY_ALIGN_MAX_ERROR_M)
+            odometry_dropped = _drop_disagreeing_with_odometry(result, odometry)
+            metric, scale_source = True, f"odometry ({odometry.chain}; the map's frame is {odometry.odom_frame})"
+            if odometry_dropped:
+                scale_source += f"; {odometry_dropped} images dropped, placed far from their odometry"
         if aligned_poses is not None:
+            scale_source = f"--align {align_tum}"
             align_to_positions(result, images.names, aligned_poses[:, :3, 3], ALIGN_MAX_ERROR_M)
             aligned_errors = _centre_errors(result, aligned_poses[:, :3, 3])
             metric = True
@@ -200,6 +228,7 @@ def build_map(images: ImageSet, config: MapBuildConfig | None = None, align_tum:
             aligned_centre_errors_m=aligned_errors,
             pose_check=None if pose_check is None else pose_check.describe(),
             pair_lookat_m=config.sfm.pair_lookat_m if pose_check is not None else None,
+            **({"scale": f"metres, from {scale_source}"} if scale_source else {}),
             timings_s={k: round(v, 2) for k, v in timings.items()},
         )
         pram_map.meta["stats"].update({k: v for k, v in asdict(summary).items()
@@ -212,6 +241,27 @@ def build_map(images: ImageSet, config: MapBuildConfig | None = None, align_tum:
     finally:
         if temporary:
             shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _drop_disagreeing_with_odometry(result: SfmResult, odometry) -> int:
+    """Images that SfM placed far from where the odometry puts them (a segment registered
+    on a look-alike, or mirrored) leave the reconstruction with their observations: a map
+    must not hold confident wrong poses. Far: over ODOMETRY_ALIGN_MAX_ERROR_M and 4 times
+    the median distance (the odometry's drift). -> how many were dropped."""
+    errors = _centre_errors(result, np.where(odometry.covered[:, None], odometry.odom_from_cam[:, :3, 3], np.nan))
+    registered = np.flatnonzero(result.registered())
+    finite = np.isfinite(errors)
+    if not finite.any():
+        return 0
+    limit = max(ODOMETRY_ALIGN_MAX_ERROR_M, 4.0 * float(np.median(errors[finite])))
+    bad = registered[finite & (errors > limit)]
+    for index in bad:
+        image = result.reconstruction.images[result.image_ids[index]]
+        result.reconstruction.deregister_frame(image.frame_id)
+    if len(bad):
+        logger.warning("dropped %d of %d registered images more than %.2f m from their odometry", len(bad),
+                       len(registered), limit)
+    return len(bad)
 
 
 def _scaled_pairing(config: MapBuildConfig, pose_check: PoseCheck) -> MapBuildConfig:

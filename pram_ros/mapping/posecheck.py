@@ -66,20 +66,25 @@ def check_pairs(num_images: int) -> list[tuple[int, int]]:
     return [(int(i), int(i) + 1) for i in starts]
 
 
-def check_poses(images: ImageSet, preset: str) -> PoseCheck:
-    """Extract and match a few neighbouring pairs; refuse poses that the images contradict."""
-    if images.world_from_cam is None:
-        raise ValueError("check_poses needs an image set with poses")
-    pairs = check_pairs(len(images.names))
+def check_poses(images: ImageSet, preset: str, world_from_cam: np.ndarray | None = None,
+                source: str | None = None) -> PoseCheck:
+    """Extract and match a few neighbouring pairs; refuse poses that the images contradict.
+    The poses are the image set's, or `world_from_cam` (e.g. odometry; NaN rows skipped)
+    named by `source` in messages."""
+    world_from_cam = images.world_from_cam if world_from_cam is None else world_from_cam
+    if world_from_cam is None:
+        raise ValueError("check_poses needs poses")
+    known = np.flatnonzero(np.isfinite(world_from_cam[:, 0, 0]))
+    pairs = [(int(known[i]), int(known[j])) for i, j in check_pairs(len(known))]
     wanted = {i for pair in pairs for i in pair}
     extractor = create_extractor(preset)
     features = {index: extractor.extract(rgb) for index, rgb in images.frames() if index in wanted}
-    return _check(images, pairs, features)
+    return _check(images.K, world_from_cam, pairs, features, source or images.source.get("poses") or "the poses")
 
 
-def _check(images: ImageSet, pairs: list[tuple[int, int]], features: dict[int, Features]) -> PoseCheck:
-    K = images.K
-    hypotheses = readings(images.world_from_cam)
+def _check(K: np.ndarray, world_from_cam: np.ndarray, pairs: list[tuple[int, int]], features: dict[int, Features],
+           source: str) -> PoseCheck:
+    hypotheses = readings(world_from_cam)
     agree = dict.fromkeys(hypotheses, 0)
     usable, verified_total, depths = 0, 0, []
     for i, j in pairs:
@@ -99,7 +104,7 @@ def _check(images: ImageSet, pairs: list[tuple[int, int]], features: dict[int, F
     if depths and len(np.concatenate(depths)) >= MIN_VERIFIED:
         depth = float(np.median(np.concatenate(depths)))
     check = PoseCheck(usable, verified_total, share, depth)
-    _refuse_wrong_poses(check, images.source.get("poses") or "the poses")
+    _refuse_wrong_poses(check, source)
     return check
 
 

@@ -221,12 +221,14 @@ def reconstruct(
     work_dir: Path,
     world_from_cam: np.ndarray | None = None,
     config: SfmConfig | None = None,
+    odometry_pairs: np.ndarray | None = None,
 ) -> SfmResult:
     """Match and reconstruct (see the module docstring). `work_dir` receives the
     COLMAP database and model; it must exist and be empty of a previous database.
 
     One camera for all images (K [3 x 3], width and height ints), or one per image
-    (K [N x 3 x 3], widths and heights [N]), as in a photo collection."""
+    (K [N x 3 x 3], widths and heights [N]), as in a photo collection. Without poses,
+    `odometry_pairs` [M x 2] (from the odometry's covisibility) join the capture-order ones."""
     config = config or SfmConfig()
     work_dir = Path(work_dir)
     if len(names) != len(features):
@@ -240,6 +242,10 @@ def reconstruct(
 
     start = time.perf_counter()
     pairs = covisible_pairs(world_from_cam, config) if world_from_cam is not None else unposed_pairs(len(names), config)
+    if world_from_cam is None and odometry_pairs is not None and len(odometry_pairs):
+        # Pairs near in space by odometry, however far apart in time: loops close, and
+        # look-alikes elsewhere are never paired.
+        pairs = np.unique(np.concatenate([pairs, np.sort(odometry_pairs, axis=1)]), axis=0)
     shared_camera = np.ndim(K) == 2
     Ks = np.broadcast_to(np.asarray(K, float), (len(names), 3, 3))
     widths = np.broadcast_to(np.asarray(width), (len(names),))
