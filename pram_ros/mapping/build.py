@@ -159,8 +159,9 @@ def build_map(images: ImageSet, config: MapBuildConfig | None = None, align_tum:
         config = _scaled_pairing(config, pose_check)
     odometry_pairs = None
     if odometry is not None:
-        odometry_pairs = covisible_pairs(odometry.odom_from_cam, config.sfm)
-        logger.info("odometry: %d covisible pairs", len(odometry_pairs))
+        odometry_pairs = covisible_pairs(odometry.odom_from_cam, config.sfm,
+                                         min_index_gap=config.sfm.sequential_window + 1)
+        logger.info("odometry: %d pairs of images near in space, apart in time", len(odometry_pairs))
     temporary = work_dir is None
     work_dir = Path(tempfile.mkdtemp(prefix="pram_map_")) if temporary else Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)

@@ -90,12 +90,13 @@ def rigid_from_matrix(a_from_b: np.ndarray) -> pycolmap.Rigid3d:
     return pycolmap.Rigid3d(pycolmap.Rotation3d(a_from_b[:3, :3]), a_from_b[:3, 3])
 
 
-def covisible_pairs(world_from_cam: np.ndarray, config: SfmConfig) -> np.ndarray:
+def covisible_pairs(world_from_cam: np.ndarray, config: SfmConfig, min_index_gap: int = 1) -> np.ndarray:
     """[M x 2] image index pairs (i < j) whose views likely overlap, from poses alone.
 
     Two cameras are partners when their optical axes are within `pair_max_angle_deg`
     and the points they look at (`pair_lookat_m` ahead) are within `pair_radius_m`; each
-    image keeps its `pair_neighbors` best partners.
+    image keeps its `pair_neighbors` best partners, at least `min_index_gap` apart in
+    capture order (odometry pairs skip what the capture-order pairs hold: loops).
     """
     if config.pair_lookat_m is None:
         raise ValueError("SfmConfig.pair_lookat_m: not set (build_map measures it from the images)")
@@ -107,7 +108,8 @@ def covisible_pairs(world_from_cam: np.ndarray, config: SfmConfig) -> np.ndarray
     cos_angle = np.clip(axes @ axes.T, -1.0, 1.0)
     distance[cos_angle < np.cos(np.deg2rad(config.pair_max_angle_deg))] = np.inf
     distance[distance > radius_m] = np.inf
-    np.fill_diagonal(distance, np.inf)
+    gap = np.abs(np.arange(len(distance))[:, None] - np.arange(len(distance))[None])
+    distance[gap < max(min_index_gap, 1)] = np.inf
     pairs = set()
     k = min(config.pair_neighbors, len(centres) - 1)
     if k <= 0:
@@ -305,11 +307,14 @@ def reconstruct(
         pairs_path.write_text("".join(f"{names[i]} {names[j]}\n" for i, j in kept_pairs))
         verification = pycolmap.TwoViewGeometryOptions()
         verification.compute_relative_pose = True
-        pycolmap.verify_matches(database_path, pairs_path, verification)
+        # COLMAP logs hundreds of progress lines here; only its warnings reach the user.
+        with _colmap_log_level(pycolmap.logging.WARNING):
+            pycolmap.verify_matches(database_path, pairs_path, verification)
         timings["verification"] = time.perf_counter() - start
         start = time.perf_counter()
         options = _pipeline_options(config, posed=False)
-        models = pycolmap.incremental_mapping(database_path, work_dir, model_dir, options=options)
+        with _colmap_log_level(pycolmap.logging.WARNING):
+            models = pycolmap.incremental_mapping(database_path, work_dir, model_dir, options=options)
         timings["incremental_sfm"] = time.perf_counter() - start
         if not models:
             raise RuntimeError("incremental SfM registered no image pair: too few matches between the images")
