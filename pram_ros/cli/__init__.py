@@ -35,6 +35,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+METHOD_CHOICES = ["pram", "pram-reloc", "exhaustive", "retrieval"]  # written out: --help must not import torch
+METHOD_HELP = ("pram: with tracking (default); pram-reloc: recognition and registration every frame; exhaustive: "
+               "every keypoint against every map point, every frame; retrieval: hloc-style, top-k database images by "
+               "VLAD, matching through their observations (needs the retrieval database, built beside the map when "
+               "missing)")
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -245,11 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--stage", choices=["localization", "recognition"], default="localization",
                           help="localization (default): poses against the ground truth; "
                                "recognition: landmark recognition against projected map points")
-    evaluate.add_argument("--method", choices=["pram", "pram-reloc", "exhaustive", "retrieval"], default="pram",
-                          help="pram: with tracking (default); pram-reloc: recognition and registration every "
-                               "frame; exhaustive: every keypoint against every map point, every frame; "
-                               "retrieval: hloc-style, top-k database images by VLAD, matching through their "
-                               "observations (needs the retrieval database, built beside the map when missing)")
+    evaluate.add_argument("--method", choices=METHOD_CHOICES, default="pram", help=METHOD_HELP)
     evaluate.add_argument("--map", action="append", required=True, help="map file; repeat for a map set")
     evaluate.add_argument("--model", help="recognizer (default: beside the first map)")
     evaluate.add_argument("--images", help="query images folder")
@@ -271,6 +274,23 @@ def build_parser() -> argparse.ArgumentParser:
                                         "(recognition: recognition.json)")
     _add_retrieval_arguments(evaluate)
     evaluate.set_defaults(run=eval_commands.cmd_eval)
+
+    localize = commands.add_parser("localize", help="localize images or a bag against a map, no ground truth needed")
+    localize.add_argument("--map", required=True, help="map file")
+    localize.add_argument("--model", help="recognizer (default: beside the map)")
+    localize.add_argument("--method", choices=METHOD_CHOICES, default="pram", help=METHOD_HELP)
+    localize.add_argument("--images", help="folder of images (sorted by name)")
+    localize.add_argument("--camera", help="camera.yaml of --images (default: beside the images)")
+    localize.add_argument("--rate-hz", type=_positive_float, default=10.0,
+                          help="--images: the capture rate, for their stamps (default 10)")
+    localize.add_argument("--bag", help="a rosbag2 (stamps and camera from the bag)")
+    localize.add_argument("--image-topic", default="/camera/image_raw", help="image topic in --bag")
+    localize.add_argument("--camera-info-topic", help="CameraInfo topic in --bag (default: beside the images)")
+    localize.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (default: all)")
+    localize.add_argument("--out", required=True,
+                          help="output folder: trajectory.tum, frames.csv, summary.json, trajectory.png")
+    _add_retrieval_arguments(localize)
+    localize.set_defaults(run=eval_commands.cmd_localize)
 
     bench = commands.add_parser("bench", help="measure speed against accuracy")
     bench.add_argument("--stage", choices=["localization", "recognition"], default="localization",

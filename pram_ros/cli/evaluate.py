@@ -95,6 +95,41 @@ def _eval_localization(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_localize(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from pram_ros.evaluation.localize import localize_frames, write_localization
+    from pram_ros.io.imageset import images_from_bag, images_from_folder
+    from pram_ros.localization import create_localizer, load_parts
+
+    if bool(args.images) == bool(args.bag):
+        raise ValueError("give --images DIR or --bag BAG")
+    if args.bag:
+        images = images_from_bag(Path(args.bag), args.image_topic, args.camera_info_topic, use_odometry=False)
+        stamps = np.array([int(name) for name in images.names], dtype=np.int64)
+        source = {"bag": args.bag, "image_topic": args.image_topic}
+    else:
+        images = images_from_folder(Path(args.images), Path(args.camera) if args.camera else None)
+        # Folder images carry no stamps: the capture rate gives them, for the motion limits.
+        stamps = np.round(np.arange(len(images.names)) * 1e9 / args.rate_hz).astype(np.int64)
+        source = {"images": args.images, "rate_hz": args.rate_hz}
+    parts = load_parts(args.map, args.model, with_model=args.method in ("pram", "pram-reloc"), num_threads=args.threads)
+    database = _retrieval_database(args.map, parts.map, args) if args.method == "retrieval" else None
+    localizer = create_localizer(args.method, parts, database=database)
+    results = localize_frames(localizer, images, stamps)
+    summary = write_localization(Path(args.out), images.names, stamps, results,
+                                 {"method": args.method, "map": args.map, **source})
+    states = ", ".join(f"{count} {state}" for state, count in summary["states"].items())
+    total = summary["total_ms"]
+    print(f"{args.bag or args.images}: {summary['frames']} frames, method {args.method}: localized "
+          f"{summary['localized_ratio']:.3f} ({states}); total p50 {total.get('p50', float('nan'))} ms, "
+          f"p90 {total.get('p90', float('nan'))} ms")
+    for reason, count in list(summary["lost_reasons"].items())[:3]:
+        print(f"  LOST {count}x: {reason}")
+    print(f"wrote {args.out}/trajectory.tum, frames.csv, summary.json and trajectory.png")
+    return 0
+
+
 def _retrieval_database(map_path: str, pram_map, args: argparse.Namespace):
     """The map's retrieval database (--retrieval-db, default beside the map): built and
     cached when missing or with --rebuild-retrieval; a stale one is refused."""

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
+from pram_ros.evaluation.localize import localize_frames
 from pram_ros.evaluation.metrics import pose_errors, sequence_metrics
 from pram_ros.io.imageset import ImageSet
 from pram_ros.io.tum import load_tum, save_tum
@@ -33,11 +33,8 @@ class SequenceRun:
 
 def run_sequence(localizer: Localizer, images: ImageSet, stamps_ns: np.ndarray) -> SequenceRun:
     if images.world_from_cam is None:
-        raise ValueError("evaluation needs ground-truth poses (--gt TUM)")
-    results = []
-    localizer.set_camera(images.K, images.width, images.height)  # the images' own camera (undistorted)
-    for index, rgb in tqdm(images.frames(), total=len(images.names), desc="localize", unit="frame", leave=False):
-        results.append(localizer.process(rgb, int(stamps_ns[index])))
+        raise ValueError("evaluation needs ground-truth poses (--gt TUM); `pram localize` runs without")
+    results = localize_frames(localizer, images, stamps_ns)
     return SequenceRun(np.asarray(stamps_ns), np.asarray(images.world_from_cam), results)
 
 

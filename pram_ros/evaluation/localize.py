@@ -1,0 +1,103 @@
+"""`pram localize`: run a localizer over images without ground truth, write what it found.
+
+In: a `Localizer` (or any method's), an `ImageSet` (poses not needed) and a stamp per
+image. Out, in OUT/: trajectory.tum (the localized frames, world_from_cam), frames.csv (one
+row a frame: state, why it was LOST, inliers, landmarks, what relocalization searched,
+milliseconds per stage), summary.json, and trajectory.png (top view of the localized
+frames). `pram eval` is the one with ground truth.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from pram_ros.io.imageset import ImageSet
+from pram_ros.io.tum import save_tum
+from pram_ros.localization import Result
+
+STAGES = ("features_ms", "recognition_ms", "tracking_ms", "retrieval_ms", "registration_ms", "total_ms")
+
+
+def localize_frames(localizer, images: ImageSet, stamps_ns: np.ndarray) -> list[Result]:
+    """Every image through the localizer, in order, with the images' own camera."""
+    if len(stamps_ns) != len(images.names):
+        raise ValueError(f"{len(stamps_ns)} stamps for {len(images.names)} images")
+    localizer.set_camera(images.K, images.width, images.height)  # undistorted images' camera
+    results = []
+    for index, rgb in tqdm(images.frames(), total=len(images.names), desc="localize", unit="frame", leave=False):
+        results.append(localizer.process(rgb, int(stamps_ns[index])))
+    return results
+
+
+def write_localization(out: Path, names: list[str], stamps_ns: np.ndarray, results: list[Result],
+                       info: dict) -> dict:
+    """The files listed in the module docstring; returns the summary."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    localized = [i for i, r in enumerate(results) if r.localized]
+    save_tum(out / "trajectory.tum", np.asarray(stamps_ns)[localized],
+             np.array([results[i].world_from_cam for i in localized]).reshape(-1, 4, 4))
+    with (out / "frames.csv").open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["index", "name", "stamp_ns", "state", "reason", "inliers", "candidates", "landmarks",
+                         "search", *STAGES])
+        for index, (name, stamp, result) in enumerate(zip(names, stamps_ns, results)):
+            writer.writerow([index, name, int(stamp), result.state.name, result.message, result.num_inliers,
+                             result.num_candidates, " ".join(str(int(k)) for k in result.landmark_ids),
+                             result.search, *(_ms(result.timings_ms.get(stage)) for stage in STAGES)])
+    totals = np.array([r.timings_ms["total_ms"] for r in results if "total_ms" in r.timings_ms])
+    summary = {
+        **info,
+        "frames": len(results),
+        "localized_ratio": round(len(localized) / len(results), 6) if results else 0.0,
+        "states": {state: sum(r.state.name == state for r in results) for state in ("RELOCALIZED", "TRACKED", "LOST")},
+        "lost_reasons": _count(r.message for r in results if not r.localized),
+        "total_ms": {"p50": _ms(np.percentile(totals, 50)), "p90": _ms(np.percentile(totals, 90))} if len(totals)
+        else {},
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    _plot(out / "trajectory.png", results, info.get("images") or info.get("bag") or "")
+    return summary
+
+
+def _ms(value) -> float | str:
+    return "" if value is None else round(float(value), 3)
+
+
+def _count(reasons) -> dict[str, int]:
+    """How often each kind of reason occurred (numbers in it replaced by N)."""
+    counts: dict[str, int] = {}
+    for reason in reasons:
+        kind = re.sub(r"\d+(\.\d+)?", "N", reason or "unknown")
+        counts[kind] = counts.get(kind, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: -item[1]))
+
+
+def _plot(path: Path, results: list[Result], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xy = np.array([r.world_from_cam[:2, 3] for r in results if r.localized]).reshape(-1, 2)
+    figure, axes = plt.subplots(figsize=(6, 6))
+    if len(xy):
+        axes.plot(xy[:, 0], xy[:, 1], ".-", color="tab:blue", markersize=4, linewidth=0.5,
+                  label=f"localized ({len(xy)} of {len(results)})")
+        axes.legend(loc="best")
+    else:
+        axes.text(0.5, 0.5, f"no frame localized (all {len(results)} LOST)", ha="center", va="center",
+                  transform=axes.transAxes)
+    axes.set_title(f"{title}: top view", fontsize=9)
+    axes.set_xlabel("x (m)")
+    axes.set_ylabel("y (m)")
+    axes.set_aspect("equal", adjustable="datalim")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
