@@ -21,7 +21,7 @@ ifeq ($(shell $(PYTHON) -c 'import ensurepip' >/dev/null 2>&1 || echo missing),m
 APT_PACKAGES += python3-venv
 endif
 
-MSG_SOURCES := $(wildcard msg/*.msg) CMakeLists.txt package.xml $(wildcard cmake/*.cmake) \
+MSG_SOURCES := $(wildcard msg/*.msg) $(wildcard srv/*.srv) CMakeLists.txt package.xml $(wildcard cmake/*.cmake) \
 	$(wildcard interfaces/tf2_msgs/*) $(wildcard interfaces/tf2_msgs/msg/*) tools/build_msgs.sh
 
 .PHONY: demo test setup apt clean distclean
@@ -46,7 +46,8 @@ pram_ros/msg/__init__.py: $(MSG_SOURCES) $(VENV)/.installed
 # The demo, each step reused when its output is already there: render the world (with
 # rosbag2 recordings), build the map of its mapping sequence with the recorded poses,
 # train the recognizer; then replay each query bag in real time through a running
-# pram_node over DDS and print its accuracy, latency and rate (reports in demo/reports/).
+# pram_node over DDS and print its accuracy, latency and rate (reports in demo/reports/),
+# then one table over the sequences.
 DEMO_SEQUENCES ?= query_offpath query_lighting foreign
 DEMO_RATE ?= 1.0
 
@@ -67,6 +68,7 @@ demo: setup $(DEMO_DIR)/map.recognizer.safetensors
 		$(BIN)/pram eval --live --map $(DEMO_DIR)/map.npz --bag $(DEMO_DIR)/world/$$sequence/bag \
 			--rate $(DEMO_RATE) --threads 2 --out $(DEMO_DIR)/reports/$$sequence; \
 	done
+	@echo; $(BIN)/pram report $(addprefix $(DEMO_DIR)/reports/,$(DEMO_SEQUENCES))
 
 # pytest exits 5 when it collected no tests: that is a failure too.
 test: setup
@@ -74,7 +76,7 @@ test: setup
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 clean:
-	rm -rf build pram_ros/msg pram_ros/*.so .pytest_cache
+	rm -rf build pram_ros/msg pram_ros/srv pram_ros/*.so .pytest_cache
 
 distclean: clean
 	rm -rf $(VENV) $(DEMO_DIR)

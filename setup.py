@@ -18,6 +18,6 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*")),
         # `ros2 run pram_ros <exe>` looks for executables in lib/<package>.
-        (f"lib/{PACKAGE}", ["scripts/pram", "scripts/pram_node"]),
+        (f"lib/{PACKAGE}", ["scripts/pram", "scripts/pram_node", "scripts/pram_lifecycle_node"]),
     ],
 )

@@ -40,13 +40,13 @@ def test_cmake_install_tree_is_a_ros_package(tmp_path):
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
-    for executable in ("pram", "pram_node"):
+    for executable in ("pram", "pram_node", "pram_lifecycle_node"):
         assert os.access(prefix / "lib" / "pram_ros" / executable, os.X_OK)
     for shared in ("package.xml", "config/pram.yaml", "launch/localize.launch.py"):
         assert (prefix / "share" / "pram_ros" / shared).is_file(), shared
     site = next(prefix.glob("lib/python3*/site-packages"))
     check = (
-        "import pram_ros, pram_ros.cli; from pram_ros.msg import LocalizationStatus; "
+        "import pram_ros, pram_ros.cli; from pram_ros.msg import LocalizationStatus; from pram_ros.srv import LoadMap; "
         "print(pram_ros.__file__); print(LocalizationStatus.LOST)"
     )
     env = {**env, "PYTHONPATH": str(site), "LD_LIBRARY_PATH": str(prefix / "lib")}

@@ -48,3 +48,24 @@ def test_localize_writes_poses_and_a_row_per_frame(localization_world, localizat
     neither = _localize("--map", localization_map, "--out", tmp_path / "neither")
     assert neither.returncode == 2 and "give --images DIR or --bag BAG" in neither.stderr
     assert "Traceback" not in neither.stderr
+
+
+def test_localize_reads_a_bag_of_compressed_images(localization_world, localization_map, tmp_path):
+    """Most recorded bags hold CompressedImage on <image>/compressed: JPEG frames localize
+    like the raw ones, and the CameraInfo beside them is found without being named."""
+    from pram_ros.io.rosbag import write_sequence_bag
+    from pram_ros.localization import Reason
+
+    bag = tmp_path / "jpeg_bag"
+    summary = write_sequence_bag(localization_world / "query_offpath", bag, image_format="jpeg")
+    assert summary.messages["/camera/image_raw/compressed"] == 12 and "/camera/image_raw" not in summary.messages
+    # The default topic, /camera/image_raw, is not recorded: its /compressed is read.
+    run = _localize("--map", localization_map, "--bag", bag, "--out", tmp_path / "out")
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert result["frames"] == 12 and result["localized_ratio"] >= 0.5, result
+    rows = list(csv.DictReader((tmp_path / "out" / "frames.csv").open()))
+    assert all(row["reason_code"] == ("NONE" if row["state"] != "LOST" else row["reason_code"]) for row in rows)
+    assert {row["reason_code"] for row in rows if row["state"] == "LOST"} <= {r.name for r in Reason} - {"NONE"}
+    wrong = _localize("--map", localization_map, "--bag", bag, "--image-topic", "/cam/left", "--out", tmp_path / "x")
+    assert wrong.returncode == 2 and "no topic /cam/left; its image topics: /camera/image_raw/compressed" in wrong.stderr

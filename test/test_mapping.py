@@ -176,7 +176,7 @@ def test_bad_inputs_give_clear_errors(sequence, tmp_path):
         short = tmp_path / "short.tum"
         short.write_text("".join((sequence / "poses.tum").read_text().splitlines(keepends=True)[:10]))
         images_from_folder(sequence / "images", poses_tum=short)
-    with pytest.raises(ValueError, match="no messages on image topic"):
+    with pytest.raises(ValueError, match="no topic /nope/image_raw; its image topics: /camera/image_raw"):
         images_from_bag(sequence / "bag", "/nope/image_raw", camera_info_topic="/camera/camera_info")
     with pytest.raises(FileNotFoundError, match="not a folder of images"):
         images_from_folder(tmp_path / "missing")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the ROS 2 interfaces into .venv with the PyPI ROS 2 wheels (no ROS install):
 #  - tf2_msgs (TFMessage only, upstream definition) where tf2_msgs does not import;
-#  - pram_ros's msg/. Its libraries go to .venv/lib (which the ROS wheels put on the
+#  - pram_ros's msg/ and srv/. Its libraries go to .venv/lib (which the ROS wheels put on the
 #    library path); its generated Python modules are copied in place into pram_ros/
 #    (gitignored), so that the source tree imports `pram_ros.msg` directly.
 # In a ROS 2 workspace use colcon instead (README).
@@ -34,8 +34,9 @@ fi
 staging="$build/pram_ros_py"
 rm -rf "$staging"
 cmake_build pram_ros "$root" "$build/pram_ros" -DPRAM_INSTALL_PYTHON_SOURCES=OFF -DPYTHON_INSTALL_DIR="$staging"
-rm -rf "$root/pram_ros/msg" "$root"/pram_ros/*.so
+rm -rf "$root/pram_ros/msg" "$root/pram_ros/srv" "$root"/pram_ros/*.so
 cp -r "$staging/pram_ros/msg" "$root/pram_ros/msg"
+cp -r "$staging/pram_ros/srv" "$root/pram_ros/srv"
 cp "$staging"/pram_ros/*.so "$root/pram_ros/"
-"$py" -c 'from pram_ros.msg import LocalizationStatus; from tf2_msgs.msg import TFMessage'
-echo "msgs: pram_ros/msg and tf2_msgs/msg import"
+"$py" -c 'from pram_ros.msg import LocalizationStatus; from pram_ros.srv import LoadMap; from tf2_msgs.msg import TFMessage'
+echo "msgs: pram_ros/msg, pram_ros/srv and tf2_msgs/msg import"

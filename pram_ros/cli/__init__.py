@@ -8,6 +8,7 @@ Subcommands exist only for stages that are built:
   pram eval --map MAP (--images DIR | --bag BAG) --out REPORT   localize a query sequence, report
                                 accuracy and latency
   pram eval --stage recognition evaluate the recognizer on a query sequence with ground truth
+  pram report REPORT...         one table over `pram eval` report folders
   pram bench                    every localization method (pram, pram-reloc, exhaustive, retrieval)
                                 on the same query sequences: accuracy, latency per stage, map bytes
   pram bench --stage recognition  recognizer latency and accuracy: float32, bfloat16, int8
@@ -257,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", help="recognizer (default: beside the first map)")
     evaluate.add_argument("--images", help="query images folder")
     evaluate.add_argument("--bag", help="localization: a rosbag2 with images and ground-truth poses")
-    evaluate.add_argument("--image-topic", default="/camera/image_raw", help="image topic in --bag")
+    evaluate.add_argument("--image-topic", default="/camera/image_raw",
+                          help="image topic in --bag (Image or CompressedImage; TOPIC/compressed when TOPIC is absent)")
     evaluate.add_argument("--pose-topic", default="/ground_truth/pose",
                           help="PoseStamped ground truth of the camera in the map, in --bag")
     evaluate.add_argument("--gt", help="TUM file of world_from_camera poses (default: IMAGES/../poses.tum)")
@@ -274,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "(recognition: recognition.json)")
     _add_retrieval_arguments(evaluate)
     evaluate.set_defaults(run=eval_commands.cmd_eval)
+    eval_commands.add_report_command(commands)
 
     localize = commands.add_parser("localize", help="localize images or a bag against a map, no ground truth needed")
     localize.add_argument("--map", required=True, help="map file")
@@ -284,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     localize.add_argument("--rate-hz", type=_positive_float, default=10.0,
                           help="--images: the capture rate, for their stamps (default 10)")
     localize.add_argument("--bag", help="a rosbag2 (stamps and camera from the bag)")
-    localize.add_argument("--image-topic", default="/camera/image_raw", help="image topic in --bag")
+    localize.add_argument("--image-topic", default="/camera/image_raw",
+                          help="image topic in --bag (Image or CompressedImage; TOPIC/compressed when TOPIC is absent)")
     localize.add_argument("--camera-info-topic", help="CameraInfo topic in --bag (default: beside the images)")
     localize.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (default: all)")
     localize.add_argument("--out", required=True,

@@ -7,7 +7,9 @@ summary on stdout; exit code 0, or a ValueError/FileNotFoundError with a one-lin
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 from pathlib import Path
 
 logger = logging.getLogger("pram")
@@ -24,6 +26,32 @@ def _read_scene(sequence_dir: Path) -> str | None:
         return (yaml.safe_load(handle) or {}).get("scene")
 
 
+def _unmapped(query_dir: Path, map_meta: dict) -> bool:
+    """A demo-world sequence of another scene than the map's: a place the map does not hold."""
+    query_scene = _read_scene(query_dir)
+    map_images = (map_meta.get("source") or {}).get("images")
+    map_scene = _read_scene(Path(map_images).parent) if map_images else None
+    return query_scene is not None and map_scene is not None and query_scene != map_scene
+
+
+def _query_unmapped(query_dir: Path, map_path: str) -> bool:
+    """`_unmapped` from the map file's meta alone; False when unreadable (only a note hangs on it)."""
+    from pram_ros.mapping.mapfile import MapFileError, load_map_meta
+
+    try:
+        return _unmapped(query_dir, load_map_meta(map_path))
+    except MapFileError:
+        return False
+
+
+def _check_camera_yaml(images_dir: Path, command: str = "pram eval", other: str = "") -> None:
+    """`pram eval` and `pram bench` read the camera from camera.yaml beside the images: say so
+    before the image set's own message, which suggests a --camera option they do not have."""
+    if images_dir.is_dir() and not any((d / "camera.yaml").is_file() for d in (images_dir, images_dir.parent)):
+        raise FileNotFoundError(f"no camera.yaml in {images_dir} or its parent: `{command}` reads the camera from "
+                                f"there (ROS calibration format){other}")
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.live:
         return _eval_live(args)
@@ -32,26 +60,48 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return _eval_localization(args)
 
 
+def _cpu_count() -> int:
+    """CPUs this process may run on (a container's share, not the host's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _ms(latency: dict, stage: str, percentile: str = "p50", digits: int = 0) -> str:
+    """A stage's percentile from metrics' latency_ms, "-" when the stage never ran."""
+    value = latency.get(stage, {}).get(percentile)
+    return "-" if value is None else f"{value:.{digits}f} ms"
+
+
 def _eval_live(args: argparse.Namespace) -> int:
     from pram_ros.evaluation.live import LiveConfig, run_live
+    from pram_ros.evaluation.report import describe_metrics, machine_busy
 
     if not args.bag or not args.out or len(args.map) != 1 or not args.rate > 0:
         raise ValueError("--live takes one --map, a --bag, --out REPORT and a --rate > 0")
     params = {"num_threads": args.threads} if args.threads else {}
     if args.model:
         params["model_path"] = args.model
+    # Real time shares the CPU with whatever else runs: the load before the run says whether
+    # it had the machine to itself (after it, the load includes the node and the replay).
+    load_start = os.getloadavg()[0]
     metrics = run_live(LiveConfig(Path(args.map[0]), Path(args.bag), Path(args.out), rate=args.rate,
                                   image_topic=args.image_topic, ground_truth_topic=args.pose_topic, node_params=params))
-    latency = metrics["latency_ms"].get("node_latency_ms", {})
-    total = metrics["latency_ms"].get("total_ms", {})
-    print(f"{args.bag} through pram_node at rate {args.rate}: {metrics['frames_processed']} of "
-          f"{metrics['frames_in_bag']} frames processed ({metrics['dropped_frames']} dropped, "
-          f"{metrics['not_received']} not received), {metrics['achieved_rate_hz']} Hz of {metrics['input_rate_hz']} Hz")
-    print(f"  over processed frames: recall 5 cm/5 deg {metrics['recall_5cm_5deg']:.3f}, median "
-          f"{(metrics['median_t_m'] or float('nan')) * 100:.1f} cm / {metrics['median_r_deg'] or float('nan'):.2f} deg, "
-          f"wrong {metrics['wrong_ratio']:.3f}")
-    print(f"  node latency (image stamp to publish) p50 {latency.get('p50', float('nan')):.0f} ms, "
-          f"p90 {latency.get('p90', float('nan')):.0f} ms; processing p50 {total.get('p50', float('nan')):.0f} ms")
+    metrics.update(load_avg_1min_start=round(load_start, 2), load_avg_1min_end=round(os.getloadavg()[0], 2),
+                   cpu_count=_cpu_count(), unmapped=_query_unmapped(Path(args.bag).parent, args.map[0]))
+    (Path(args.out) / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    latency = metrics["latency_ms"]
+    received = metrics["frames_in_bag"] - metrics["not_received"]
+    print(f"{args.bag} through pram_node at rate {args.rate}: {metrics['frames_processed']} of {received} received "
+          f"frames processed ({metrics['frames_in_bag']} in the bag, {metrics['dropped_frames']} dropped by the "
+          f"node, {metrics['not_received']} not received), {metrics['achieved_rate_hz']} Hz of "
+          f"{metrics['input_rate_hz']} Hz")
+    print(f"  over processed frames: {describe_metrics(metrics)}")
+    print(f"  node latency (image stamp to publish) p50 {_ms(latency, 'node_latency_ms')}, "
+          f"p90 {_ms(latency, 'node_latency_ms', 'p90')}; processing p50 {_ms(latency, 'total_ms')}")
+    print(f"  machine: load average (1 min) {metrics['load_avg_1min_start']:.2f} before the run, "
+          f"{metrics['load_avg_1min_end']:.2f} after, on {metrics['cpu_count']} CPUs")
+    busy = machine_busy(metrics)
+    if busy:
+        print(f"  warning: live results depend on a free CPU ({busy}); rerun on an idle machine or at a lower --rate")
     print(f"wrote {args.out}/metrics.json, trajectory.tum and plots")
     return 0
 
@@ -59,7 +109,7 @@ def _eval_live(args: argparse.Namespace) -> int:
 def _eval_localization(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from pram_ros.evaluation.report import ground_truth_stamps, run_sequence, write_report
+    from pram_ros.evaluation.report import describe_metrics, ground_truth_stamps, run_sequence, write_report
     from pram_ros.io.imageset import images_from_bag, images_from_folder
     from pram_ros.localization import create_localizer, load_parts
 
@@ -67,6 +117,8 @@ def _eval_localization(args: argparse.Namespace) -> int:
         raise ValueError("localization takes one --map")
     if not args.out:
         raise ValueError("give --out REPORT (a folder)")
+    if args.images and not args.bag:  # before the map and model load
+        _check_camera_yaml(Path(args.images), other=", or give --bag BAG with its CameraInfo topic")
     map_path = args.map[0]
     parts = load_parts(map_path, args.model, with_model=args.method in ("pram", "pram-reloc"), num_threads=args.threads)
     if args.bag:
@@ -86,13 +138,30 @@ def _eval_localization(args: argparse.Namespace) -> int:
     database = _retrieval_database(map_path, parts.map, args) if args.method == "retrieval" else None
     localizer = create_localizer(args.method, parts, database=database)
     run = run_sequence(localizer, images, stamps)
-    metrics = write_report(Path(args.out), run, {"method": args.method, "map": map_path, **source})
-    latency = metrics["latency_ms"].get("total_ms", {})
-    print(f"{args.bag or args.images}: {metrics['frames']} frames, method {args.method}: "
-          f"localized {metrics['localized_ratio']:.3f}, recall 5 cm/5 deg {metrics['recall_5cm_5deg']:.3f}, wrong {metrics['wrong_ratio']:.3f}, "
-          f"total p50 {latency.get('p50', float('nan')):.1f} ms, p90 {latency.get('p90', float('nan')):.1f} ms")
+    unmapped = _unmapped(Path(args.bag or args.images).parent, parts.map.meta)
+    metrics = write_report(Path(args.out), run, {"method": args.method, "map": map_path, **source,
+                                                 "unmapped": unmapped})
+    latency = metrics["latency_ms"]
+    print(f"{args.bag or args.images}: {describe_metrics(metrics)}; "
+          f"total p50 {_ms(latency, 'total_ms', digits=1)}, p90 {_ms(latency, 'total_ms', 'p90', digits=1)}")
     print(f"wrote {args.out}/metrics.json, trajectory.tum and plots")
     return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """`pram report REPORT...`: one table over report folders (make demo prints it last)."""
+    from pram_ros.evaluation.report import load_report, summary_table
+
+    print(summary_table([load_report(Path(folder)) for folder in args.reports]))
+    return 0
+
+
+def add_report_command(commands) -> None:
+    """Register `pram report` on the `pram` subparsers (kept here, beside `pram eval`)."""
+    report = commands.add_parser("report", help="a table of `pram eval` reports: localized, recall, median "
+                                                "errors, wrong, processed frames of live runs")
+    report.add_argument("reports", nargs="+", metavar="REPORT", help="report folders (each with metrics.json)")
+    report.set_defaults(run=cmd_report)
 
 
 def cmd_localize(args: argparse.Namespace) -> int:
@@ -163,6 +232,7 @@ def _eval_recognition(args: argparse.Namespace) -> int:
 
     if not args.images:
         raise ValueError("--stage recognition needs --images DIR (with poses.tum and depth/ beside it)")
+    _check_camera_yaml(Path(args.images))
     maps = [(path, load_map(Path(path))) for path in args.map]
     model = load_model(Path(args.model) if args.model else default_model_path(args.map[0]), maps)
     names = [s.name for s in model.scenes]
@@ -172,13 +242,7 @@ def _eval_recognition(args: argparse.Namespace) -> int:
     images = Path(args.images)
     gt = Path(args.gt) if args.gt else images.parent / "poses.tum"
     pram_map = maps[scene_index][1]
-    unmapped = args.unmapped
-    if not unmapped:
-        # A demo-world sequence of another scene than the map's is a place the map does not hold.
-        query_scene = _read_scene(images.parent)
-        map_images = (pram_map.meta.get("source") or {}).get("images")
-        map_scene = _read_scene(Path(map_images).parent) if map_images else None
-        unmapped = query_scene is not None and map_scene is not None and query_scene != map_scene
+    unmapped = args.unmapped or _unmapped(images.parent, pram_map.meta)
     extractor = map_extractor(pram_map, num_threads=args.threads)
     summary = evaluate_sequence(model.recognizer, extractor, model.scenes, scene_index, pram_map, images, gt,
                                 Path(args.depth) if args.depth else None, unmapped=unmapped)
@@ -281,6 +345,7 @@ def _bench_recognition(args: argparse.Namespace) -> int:
 
     if not args.map or not args.images:
         raise ValueError("--stage recognition needs --map MAP and --images DIR")
+    _check_camera_yaml(Path(args.images), "pram bench")
     torch.set_num_threads(args.threads)
     parts = load_parts(args.map, args.model, num_threads=args.threads, device="cpu")
     pram_map, model, extractor = parts.map, parts.model, parts.extractor

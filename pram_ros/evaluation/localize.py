@@ -2,7 +2,7 @@
 
 In: a `Localizer` (or any method's), an `ImageSet` (poses not needed) and a stamp per
 image. Out, in OUT/: trajectory.tum (the localized frames, world_from_cam), frames.csv (one
-row a frame: state, why it was LOST, inliers, landmarks, what relocalization searched,
+row a frame: state, why it was LOST (code and words), inliers, landmarks, what relocalization searched,
 milliseconds per stage), summary.json, and trajectory.png (top view of the localized
 frames). `pram eval` is the one with ground truth.
 """
@@ -45,10 +45,11 @@ def write_localization(out: Path, names: list[str], stamps_ns: np.ndarray, resul
              np.array([results[i].world_from_cam for i in localized]).reshape(-1, 4, 4))
     with (out / "frames.csv").open("w", newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(["index", "name", "stamp_ns", "state", "reason", "inliers", "candidates", "landmarks",
+        writer.writerow(["index", "name", "stamp_ns", "state", "reason_code", "reason", "inliers", "candidates", "landmarks",
                          "search", *STAGES])
         for index, (name, stamp, result) in enumerate(zip(names, stamps_ns, results)):
-            writer.writerow([index, name, int(stamp), result.state.name, result.message, result.num_inliers,
+            writer.writerow([index, name, int(stamp), result.state.name, result.reason.name, result.message,
+                             result.num_inliers,
                              result.num_candidates, " ".join(str(int(k)) for k in result.landmark_ids),
                              result.search, *(_ms(result.timings_ms.get(stage)) for stage in STAGES)])
     totals = np.array([r.timings_ms["total_ms"] for r in results if "total_ms" in r.timings_ms])
@@ -57,7 +58,9 @@ def write_localization(out: Path, names: list[str], stamps_ns: np.ndarray, resul
         "frames": len(results),
         "localized_ratio": round(len(localized) / len(results), 6) if results else 0.0,
         "states": {state: sum(r.state.name == state for r in results) for state in ("RELOCALIZED", "TRACKED", "LOST")},
-        "lost_reasons": _count(r.message for r in results if not r.localized),
+        "lost_reasons": _count(r.reason.name for r in results if not r.localized),
+        "lost_messages": _count(re.sub(r"\d+(\.\d+)?", "N", r.message or "unknown")
+                                for r in results if not r.localized),
         "total_ms": {"p50": _ms(np.percentile(totals, 50)), "p90": _ms(np.percentile(totals, 90))} if len(totals)
         else {},
     }
@@ -70,11 +73,10 @@ def _ms(value) -> float | str:
     return "" if value is None else round(float(value), 3)
 
 
-def _count(reasons) -> dict[str, int]:
-    """How often each kind of reason occurred (numbers in it replaced by N)."""
+def _count(kinds) -> dict[str, int]:
+    """How often each kind occurred, the commonest first (messages with numbers replaced by N)."""
     counts: dict[str, int] = {}
-    for reason in reasons:
-        kind = re.sub(r"\d+(\.\d+)?", "N", reason or "unknown")
+    for kind in kinds:
         counts[kind] = counts.get(kind, 0) + 1
     return dict(sorted(counts.items(), key=lambda item: -item[1]))
 

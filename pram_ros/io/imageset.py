@@ -110,17 +110,27 @@ def _read_files(paths: list[Path], width: int, height: int,
 def images_from_bag(bag: Path, image_topic: str, camera_info_topic: str | None = None,
                     pose_topic: str | None = None, poses_tum: Path | None = None,
                     use_odometry: bool = True) -> ImageSet:
-    """Images of one topic of a rosbag2, named by their header stamp (ns).
+    """Images of one topic of a rosbag2 (sensor_msgs/Image in any encoding image_msgs.py
+    decodes, or CompressedImage; IMAGE/compressed is read where IMAGE is not recorded),
+    named by their header stamp (ns).
 
     The camera comes from `camera_info_topic` (default: the image topic's sibling
-    `camera_info`). Poses, optional, come from a PoseStamped topic of the camera optical
+    `camera_info`, /compressed stripped). Poses, optional, come from a PoseStamped topic of the camera optical
     frame in the map, or from a TUM file, matched to images by stamp. Without poses, the
     camera's odometry comes from /tf and /tf_static where they join the camera's frame.
     """
-    from pram_ros.io.rosbag import decode_image, deserialize, iter_bag_messages  # rosbags only for bags
+    from pram_ros.io.image_msgs import camera_info_topic_of, decode_image
+    from pram_ros.io.rosbag import bag_topics, deserialize, iter_bag_messages  # rosbags only for bags
 
     bag = Path(bag)
-    camera_info_topic = camera_info_topic or image_topic.rsplit("/", 1)[0] + "/camera_info"
+    available = bag_topics(bag)
+    if image_topic not in available and image_topic.rstrip("/") + "/compressed" in available:
+        image_topic = image_topic.rstrip("/") + "/compressed"  # what image_transport records
+        logger.info("%s: reading the compressed images on %s", bag, image_topic)
+    images = sorted(t for t, kind in available.items() if kind.endswith(("/Image", "/CompressedImage")))
+    if image_topic not in available:
+        raise ValueError(f"{bag}: no topic {image_topic}; its image topics: {', '.join(images) or 'none'}")
+    camera_info_topic = camera_info_topic or camera_info_topic_of(image_topic)
     stamps, camera, poses, camera_frame = [], None, {}, None
     topics = [image_topic, camera_info_topic] + ([pose_topic] if pose_topic else [])
     for topic, msgtype, _, raw in iter_bag_messages(bag, topics):

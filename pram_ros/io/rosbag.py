@@ -1,8 +1,7 @@
 """rosbag2 input/output through the `rosbags` library (no ROS install needed).
 
 Reading: a rosbag2 in -> (topic, msgtype, stamp, CDR bytes) out (`iter_bag_messages`),
-rosbags message objects (`deserialize`), RGB or mono arrays (`decode_image`, which the
-node uses on live images too).
+rosbags message objects (`deserialize`); image_msgs.py decodes their images.
 
 Writing (`write_sequence_bag`): a sequence folder in (images/, poses.tum, camera.yaml;
 see pram_ros.io.tum, .camera, .images) -> a rosbag2 (mcap or sqlite3) out with the
@@ -22,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import yaml
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
@@ -159,6 +159,15 @@ class _MessageFactory:
             data=np.ascontiguousarray(rgb, dtype=np.uint8).reshape(-1),
         )
 
+    def image_compressed(self, stamp_ns: int, frame_id: str, rgb: np.ndarray, image_format: str):
+        """JPEG or PNG, as image_transport's compressed plugin publishes it."""
+        extension = {"jpeg": ".jpg", "png": ".png"}[image_format]
+        ok, data = cv2.imencode(extension, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise ValueError(f"could not encode an image as {image_format}")
+        return self.types["sensor_msgs/msg/CompressedImage"](
+            header=self.header(stamp_ns, frame_id), format=f"rgb8; {image_format} compressed bgr8", data=data.ravel())
+
     def camera_info(self, stamp_ns: int, frame_id: str, K: np.ndarray, width: int, height: int,
                     distortion: np.ndarray | None = None):
         P = np.zeros((3, 4))
@@ -196,11 +205,17 @@ def write_sequence_bag(
     storage: str = "mcap",
     seed: int = 0,
     topics: BagTopics = BagTopics(),
+    image_format: str = "raw",
 ) -> BagSummary:
-    """Write a sequence folder as a rosbag2 at `bag_path` (a new directory)."""
+    """Write a sequence folder as a rosbag2 at `bag_path` (a new directory). `image_format`
+    raw: sensor_msgs/Image rgb8 on topics.image; jpeg or png: CompressedImage on
+    topics.image + "/compressed", as image_transport names it."""
     sequence_dir, bag_path = Path(sequence_dir), Path(bag_path)
     if storage not in STORAGES:
         raise ValueError(f"storage must be one of {sorted(STORAGES)}, got {storage!r}")
+    if image_format not in ("raw", "jpeg", "png"):
+        raise ValueError(f"image_format must be raw, jpeg or png, got {image_format!r}")
+    image_topic = topics.image if image_format == "raw" else topics.image + "/compressed"
     stamps_ns, world_from_cam = load_tum(sequence_dir / "poses.tum")
     K, width, height = load_camera_yaml(sequence_dir / "camera.yaml")
     distortion = load_distortion(sequence_dir / "camera.yaml")  # written as it is: the bag's images are raw
@@ -239,7 +254,7 @@ def write_sequence_bag(
             writer.write(connection[topic], int(stamp_ns), data)
             counts[topic] = counts.get(topic, 0) + 1
 
-        add(topics.image, "sensor_msgs/msg/Image")
+        add(image_topic, "sensor_msgs/msg/Image" if image_format == "raw" else "sensor_msgs/msg/CompressedImage")
         add(topics.camera_info, "sensor_msgs/msg/CameraInfo")
         add(topics.ground_truth, "geometry_msgs/msg/PoseStamped")
         add(topics.tf, "tf2_msgs/msg/TFMessage", depth=100)
@@ -267,7 +282,10 @@ def write_sequence_bag(
                 write(topics.tf, odom_ns, message)
                 odom_index += 1
             rgb = load_image(image_paths[index])
-            write(topics.image, stamp_ns, make.image_rgb8(stamp_ns, topics.camera_frame, rgb))
+            if image_format == "raw":
+                write(image_topic, stamp_ns, make.image_rgb8(stamp_ns, topics.camera_frame, rgb))
+            else:
+                write(image_topic, stamp_ns, make.image_compressed(stamp_ns, topics.camera_frame, rgb, image_format))
             write(topics.camera_info, stamp_ns, make.camera_info(stamp_ns, topics.camera_frame, K, width, height,
                                                                  distortion))
             pose = make.types["geometry_msgs/msg/PoseStamped"](
@@ -289,46 +307,15 @@ def iter_bag_messages(
             yield connection.topic, connection.msgtype, timestamp, raw
 
 
+def bag_topics(bag_path: Path) -> dict[str, str]:
+    """Every topic of a rosbag2 and its message type."""
+    with Reader(Path(bag_path)) as reader:
+        return {c.topic: c.msgtype for c in reader.connections}
+
+
 def deserialize(raw: bytes, msgtype: str):
     """Deserialize CDR bytes of a ROS 2 Jazzy type into a rosbags message object."""
     return _typestore().deserialize_cdr(raw, msgtype)
-
-
-# Channels and dtype of the sensor_msgs/Image encodings we decode.
-IMAGE_ENCODINGS = {
-    "rgb8": (3, np.uint8),
-    "bgr8": (3, np.uint8),
-    "rgba8": (4, np.uint8),
-    "bgra8": (4, np.uint8),
-    "mono8": (1, np.uint8),
-    "mono16": (1, np.uint16),
-}
-
-
-def decode_image(message) -> np.ndarray:
-    """sensor_msgs/Image (rosbags or rclpy object) -> RGB uint8 [H x W x 3], or mono
-    [H x W] (uint8, or uint16 for mono16). Row padding (step) and endianness are honoured.
-    """
-    encoding = message.encoding.lower()
-    if encoding not in IMAGE_ENCODINGS:
-        raise ValueError(f"unsupported image encoding {message.encoding!r}; supported: {sorted(IMAGE_ENCODINGS)}")
-    channels, dtype = IMAGE_ENCODINGS[encoding]
-    dtype = np.dtype(dtype).newbyteorder(">" if message.is_bigendian else "<")
-    height, width, step = int(message.height), int(message.width), int(message.step)
-    if width == 0 or height == 0:
-        raise ValueError(f"zero-size image ({width}x{height})")
-    row_bytes = width * channels * dtype.itemsize
-    data = np.frombuffer(bytes(message.data) if not isinstance(message.data, np.ndarray) else message.data,
-                         dtype=np.uint8)
-    if step < row_bytes or len(data) < step * height:
-        raise ValueError(f"image {width}x{height} {encoding}: {len(data)} bytes with step {step} is too short")
-    rows = data[: step * height].reshape(height, step)[:, :row_bytes]
-    pixels = np.ascontiguousarray(rows).view(dtype).reshape(height, width, channels).astype(dtype.newbyteorder("="))
-    if encoding in ("bgr8", "bgra8"):
-        return np.ascontiguousarray(pixels[:, :, 2::-1])
-    if encoding in ("rgb8", "rgba8"):
-        return np.ascontiguousarray(pixels[:, :, :3])
-    return pixels[:, :, 0]
 
 
 def bag_storage(bag_path: Path) -> str:

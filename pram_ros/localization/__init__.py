@@ -9,7 +9,7 @@ this package). The public API:
 from pram_ros.localization.config import LocalizerConfig
 from pram_ros.localization.loading import METHODS, LocalizerParts, create_localizer, load_localizer, load_parts
 from pram_ros.localization.localizer import Localizer
-from pram_ros.localization.result import LOST_VARIANCE, Result, State
+from pram_ros.localization.result import LOST_VARIANCE, Reason, Result, State
 
-__all__ = ["LOST_VARIANCE", "METHODS", "Localizer", "LocalizerConfig", "LocalizerParts", "Result", "State", "create_localizer",
+__all__ = ["LOST_VARIANCE", "METHODS", "Localizer", "LocalizerConfig", "LocalizerParts", "Reason", "Result", "State", "create_localizer",
            "load_localizer", "load_parts"]

@@ -23,7 +23,7 @@ from pram_ros.localization.config import LocalizerConfig
 from pram_ros.localization.frontend import InputCamera, TakesAnyCamera, elapsed_ms, extract
 from pram_ros.localization.registration import Camera, MapPoints, Outcome, estimate_pose, gate
 from pram_ros.localization.relocalization import register_all_points
-from pram_ros.localization.result import Result, State, lost
+from pram_ros.localization.result import Result, State, Unusable, lost
 from pram_ros.mapping.mapfile import PramMap
 from pram_ros.mapping.retrieval_db import RetrievalConfig, RetrievalDatabase, RetrievalDatabaseError, vlad
 
@@ -35,11 +35,11 @@ def relocalize_frame(extractor: FeatureExtractor, camera: InputCamera, config: L
     start = time.perf_counter()
     timings: dict[str, float] = {}
     image = camera.prepare(image)
-    if isinstance(image, str):
-        return lost(stamp_ns, image, timings_ms={"total_ms": elapsed_ms(start)})
+    if isinstance(image, Unusable):
+        return lost(stamp_ns, *image, timings_ms={"total_ms": elapsed_ms(start)})
     frame = extract(extractor, camera.camera, image, config.min_inliers, timings)
-    if isinstance(frame, str):
-        return lost(stamp_ns, frame, timings_ms={**timings, "total_ms": elapsed_ms(start)})
+    if isinstance(frame, Unusable):
+        return lost(stamp_ns, *frame, timings_ms={**timings, "total_ms": elapsed_ms(start)})
     outcome, landmark_ids = register(frame.features, timings)
     result = outcome.result(stamp_ns, State.RELOCALIZED, landmark_ids)
     result.keypoints_uv = frame.features.keypoints

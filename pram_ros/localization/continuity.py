@@ -38,7 +38,7 @@ from pram_ros.geometry import invert, pose_difference, project_points
 from pram_ros.localization.config import LocalizerConfig
 from pram_ros.localization.frontend import elapsed_ms
 from pram_ros.localization.registration import Camera
-from pram_ros.localization.result import Result, State
+from pram_ros.localization.result import Reason, Result, State
 
 
 @dataclass(frozen=True)
@@ -183,7 +183,8 @@ class Continuity:
         else:
             message = f"{where}: held until {self.config.jump_confirm_frames + 1 - agreeing} more agree"
         return Result(result.stamp_ns, State.LOST, landmark_ids=result.landmark_ids, num_inliers=result.num_inliers,
-                      num_candidates=result.num_candidates, message=message)
+                      num_candidates=result.num_candidates, message=message,
+                      reason=Reason.LOOK_ALIKE_HELD if look_alike else Reason.JUMP_HELD)
 
 
 def motion_agrees(view: View, features: Features, result: Result, camera: Camera, points_xyz: np.ndarray,

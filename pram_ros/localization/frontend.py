@@ -20,6 +20,7 @@ from pram_ros.features import FeatureExtractor, Features
 from pram_ros.features.base import to_gray8
 from pram_ros.io.camera import undistort_maps
 from pram_ros.localization.registration import Camera
+from pram_ros.localization.result import Reason, Unusable
 
 
 def elapsed_ms(since: float) -> float:
@@ -84,12 +85,13 @@ class InputCamera:
     def resized(self) -> bool:
         return (self.camera.width, self.camera.height) != (self.width, self.height)
 
-    def prepare(self, image) -> np.ndarray | str:
+    def prepare(self, image) -> np.ndarray | Unusable:
         """The image as the map's camera would see it, or why it cannot be."""
         if not isinstance(image, np.ndarray) or image.ndim not in (2, 3):
-            return "not an image array"
+            return Unusable(Reason.UNDECODABLE_IMAGE, "not an image array")
         if image.shape[:2] != (self.height, self.width):
-            return f"image is {image.shape[1]}x{image.shape[0]}, its camera {self.width}x{self.height}"
+            return Unusable(Reason.CAMERA_MISMATCH,
+                            f"image is {image.shape[1]}x{image.shape[0]}, its camera {self.width}x{self.height}")
         if self.undistort is not None:
             image = cv2.remap(image, *self.undistort, cv2.INTER_LINEAR)
         if self.resized:
@@ -134,11 +136,11 @@ class Frame:
 
 
 def extract(extractor: FeatureExtractor, camera: Camera, image, min_keypoints: int, timings: dict,
-            gray: np.ndarray | None = None) -> Frame | str:
+            gray: np.ndarray | None = None) -> Frame | Unusable:
     """Features of a frame, or why it has none worth registering (a one-line reason)."""
     problem = camera.image_problem(image)
     if problem:
-        return problem
+        return Unusable(Reason.CAMERA_MISMATCH, problem)
     if gray is None:
         gray = gray_of(image)
     tick = time.perf_counter()
@@ -146,8 +148,8 @@ def extract(extractor: FeatureExtractor, camera: Camera, image, min_keypoints: i
         # The extractor takes gray too, and gives the same features: hand it the gray made once.
         features = extractor.extract(gray if gray is not None else image)
     except (TypeError, ValueError) as exc:  # an encoding the extractor does not take
-        return f"cannot extract features: {exc}"
+        return Unusable(Reason.UNDECODABLE_IMAGE, f"cannot extract features: {exc}")
     timings["features_ms"] = elapsed_ms(tick)
     if len(features) < min_keypoints:
-        return f"{len(features)} keypoints: too little texture"
+        return Unusable(Reason.TOO_FEW_FEATURES, f"{len(features)} keypoints: too little texture")
     return Frame(gray, features)

@@ -32,7 +32,7 @@ from pram_ros.localization.continuity import Continuity
 from pram_ros.localization.frontend import InputCamera, TakesAnyCamera, elapsed_ms, extract, gray_of
 from pram_ros.localization.registration import Camera, MapPoints, Outcome, refine, register_in_view
 from pram_ros.localization.relocalization import ranked_landmarks, register_landmarks
-from pram_ros.localization.result import Result, State, lost
+from pram_ros.localization.result import Result, State, Unusable, lost
 from pram_ros.localization.tracking import Track
 from pram_ros.mapping.mapfile import PramMap
 from pram_ros.recognition.model import Recognition, Recognizer
@@ -101,10 +101,10 @@ class Localizer(TakesAnyCamera):
         self.frame += 1
         config = self.config
         image = self.input.prepare(image)
-        if isinstance(image, str):
+        if isinstance(image, Unusable):
             self.track.drop()
             self.continuity.frame_unusable()
-            return lost(stamp_ns, image, timings_ms={"total_ms": elapsed_ms(start)})
+            return lost(stamp_ns, *image, timings_ms={"total_ms": elapsed_ms(start)})
         gray = None
         if config.klt_frames > 0 and not self.camera.image_problem(image):
             gray = gray_of(image)
@@ -114,10 +114,10 @@ class Localizer(TakesAnyCamera):
                     result.timings_ms = {**timings, "total_ms": elapsed_ms(start)}
                     return result
         frame = extract(self.extractor, self.camera, image, config.min_inliers, timings, gray)
-        if isinstance(frame, str):
+        if isinstance(frame, Unusable):
             self.track.drop()
             self.continuity.frame_unusable()
-            return lost(stamp_ns, frame, timings_ms={**timings, "total_ms": elapsed_ms(start)})
+            return lost(stamp_ns, *frame, timings_ms={**timings, "total_ms": elapsed_ms(start)})
 
         result, recognition = self._localize(frame.features, stamp_ns, timings)
         self.continuity.follow(frame.features, result.state == State.TRACKED, timings)

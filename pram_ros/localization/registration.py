@@ -26,7 +26,7 @@ from scipy.spatial import cKDTree
 
 from pram_ros.features import Features, match_mutual_nn
 from pram_ros.geometry import in_view, project_points
-from pram_ros.localization.result import LOST_VARIANCE, Result, State
+from pram_ros.localization.result import LOST_VARIANCE, Reason, Result, State
 from pram_ros.mapping.mapfile import PramMap
 
 logger = logging.getLogger(__name__)
@@ -121,6 +121,7 @@ class Outcome(NamedTuple):
     registration: Registration | None
     reason: str
     search: str = ""  # what the keypoints were matched against (relocalization reports it)
+    code: Reason = Reason.GATE_FAILED  # the reason's code, when there is one
 
     @property
     def accepted(self) -> bool:
@@ -130,10 +131,11 @@ class Outcome(NamedTuple):
         """The localized Result when accepted, else LOST with the reason."""
         registration = self.registration
         if registration is None:
-            return Result(stamp_ns, State.LOST, message=self.reason, search=self.search)
+            return Result(stamp_ns, State.LOST, message=self.reason, reason=self.code, search=self.search)
         if self.reason:
             return Result(stamp_ns, State.LOST, num_inliers=registration.num_inliers,
-                          num_candidates=registration.num_candidates, message=self.reason, search=self.search)
+                          num_candidates=registration.num_candidates, message=self.reason, reason=self.code,
+                          search=self.search)
         return Result(stamp_ns, state, registration.cam_from_world, registration.covariance, landmark_ids,
                       registration.num_inliers, registration.num_candidates, inliers_uv=registration.inliers_uv,
                       inlier_points=registration.inlier_points, search=self.search)

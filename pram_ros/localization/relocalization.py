@@ -24,6 +24,7 @@ from pram_ros.localization.registration import (
     refine,
     register_matches,
 )
+from pram_ros.localization.result import Reason
 from pram_ros.recognition.model import Recognition
 
 
@@ -45,7 +46,7 @@ def register_landmarks(camera: Camera, index: MapPoints, features: Features, rec
     fails the gate, widened: every keypoint against every point of a small map
     (`widen_max_points`), or on a larger one against more landmarks (`widen_landmarks`). The outcome says which step."""
     ranked = ranked_landmarks(recognition, config.top_landmarks)
-    outcome = Outcome(None, "no landmark recognized")
+    outcome = Outcome(None, "no landmark recognized", code=Reason.NOT_RECOGNIZED)
     if len(ranked):
         outcome = _register_top_landmarks(camera, index, features, recognition, ranked, config)
     if outcome.accepted:

@@ -1,9 +1,10 @@
-"""What a localizer returns per frame: the `State` and the `Result` dataclass."""
+"""What a localizer returns per frame: the `State`, the `Reason` and the `Result` dataclass."""
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -19,6 +20,23 @@ class State(enum.IntEnum):
     LOST = 3
 
 
+class Reason(enum.IntEnum):
+    """Why a frame has no pose; mirrors LocalizationStatus.REASON_* (the node adds the
+    first three and the last two, which happen before or around the localizer)."""
+
+    NONE = 0
+    NO_CAMERA_INFO = 1
+    UNDECODABLE_IMAGE = 2
+    CAMERA_MISMATCH = 3
+    TOO_FEW_FEATURES = 4
+    NOT_RECOGNIZED = 5
+    GATE_FAILED = 6
+    LOOK_ALIKE_HELD = 7
+    JUMP_HELD = 8
+    PROCESSING_ERROR = 9
+    INACTIVE = 10
+
+
 @dataclass
 class Result:
     stamp_ns: int
@@ -31,7 +49,8 @@ class Result:
     num_inliers: int = 0
     num_candidates: int = 0
     timings_ms: dict[str, float] = field(default_factory=dict)
-    message: str = ""  # why a frame is LOST
+    message: str = ""  # why a frame is LOST, in words
+    reason: Reason = Reason.NONE  # and as a code
     # What a relocalization matched against: "top 3 landmarks", widened to "12 landmarks" or
     # "all 981 points" when the gate failed ("" for tracked frames).
     search: str = ""
@@ -55,6 +74,13 @@ class Result:
         return None if self.cam_from_world is None else np.linalg.inv(self.cam_from_world)
 
 
-def lost(stamp_ns: int, message: str, **fields) -> Result:
+def lost(stamp_ns: int, reason: Reason, message: str, **fields) -> Result:
     """A LOST result saying why."""
-    return Result(stamp_ns, State.LOST, message=message, **fields)
+    return Result(stamp_ns, State.LOST, message=message, reason=reason, **fields)
+
+
+class Unusable(NamedTuple):
+    """Why a frame cannot be localized at all, before any registration."""
+
+    reason: Reason
+    message: str

@@ -332,6 +332,18 @@ def _read_meta(npz, source: str) -> dict:
     return meta
 
 
+def load_map_meta(path: str | Path) -> dict:
+    """Only a map file's metadata (the arrays stay on disk); MapFileError when unreadable."""
+    source = str(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return _read_meta(npz, source)
+    except MapFileError:
+        raise
+    except Exception as exc:  # missing, not a zip, no meta member
+        raise MapFileError(f"{source}: no readable map metadata ({type(exc).__name__}: {_one_line(exc)})") from None
+
+
 def load_map(path: str | Path) -> PramMap:
     """Read and validate a map file; raise MapFileError (one line, starting with the path) if unusable."""
     from pram_ros.mapping.mapvalidate import check_header, validate  # here, not on top: it imports this module

@@ -1,6 +1,6 @@
 """numpy -> ROS messages, for the node (cv_bridge and sensor_msgs_py are not installable here).
 
-Images in are decoded by `io.rosbag.decode_image` (the same for bags and live
+Images in are decoded by `io.image_msgs.decode_image` (the same for bags and live
 messages); rgb8 out. Point clouds: xyz + packed rgb. Markers: the map's landmarks as boxes
 with labels, colored by id.
 """

@@ -44,6 +44,9 @@ class NodeParams:
     camera_info_topic: str = setting("camera_info", "CameraInfo topic of that camera.", "topics")
     image_qos: str = setting("sensor_data", "QoS of the image subscription: sensor_data (best effort) or reliable.",
                              "topics", choices=("sensor_data", "reliable"))
+    image_transport: str = setting("raw", "raw: sensor_msgs/Image on image_topic; compressed: "
+                                   "sensor_msgs/CompressedImage (JPEG, PNG) on image_topic/compressed, as "
+                                   "image_transport names it.", "topics", choices=("raw", "compressed"))
     map_frame: str = setting("map", "Fixed frame of the map (REP-105 'map').", "frames")
     camera_frame: str = setting("", "Camera optical frame; empty: the image header's frame_id.", "frames")
     odom_frame: str = setting("", "Empty: publish map->camera. Set: publish map->odom composed with odom->camera "
@@ -55,6 +58,12 @@ class NodeParams:
     debug_image: bool = setting(True, "Publish ~/debug_image (only built while someone subscribes).", "output")
     status_period_s: float = setting(1.0, "Seconds between /diagnostics and idle status messages.", "output",
                                      low=0.05, high=60.0)
+    publish_lost_pose: bool = setting(False, "While LOST, publish ~/pose anyway, as the identity with a 1e6 "
+                                      "variance (pram_ros before 2026-12); off: no ~/pose while LOST.", "output")
+    stall_warn_s: float = setting(3.0, "/diagnostics WARN when images arrive but none was used for this long.",
+                                  "output", low=0.5, high=600.0)
+    lost_error_s: float = setting(10.0, "/diagnostics ERROR when frames are processed but none localized for this "
+                                  "long.", "output", low=1.0, high=3600.0)
 
 
 def parameter_specs() -> list[Spec]:
