@@ -32,10 +32,10 @@ apt:
 	@tools/ensure_apt.sh $(APT_PACKAGES)
 
 # torch first, on its own: the local CPU wheel, so nothing later pulls a CUDA build.
-$(VENV)/.installed: requirements.txt constraints.txt setup.py setup.cfg | apt
+$(VENV)/.installed: requirements.txt requirements-ros.txt constraints.txt setup.py setup.cfg | apt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) torch==2.13.0 $(QUIET_PIP)
-	$(PIP) -r requirements.txt -c constraints.txt $(QUIET_PIP)
+	$(PIP) -r requirements.txt -r requirements-ros.txt -c constraints.txt $(QUIET_PIP)
 	$(PIP) --no-deps --no-build-isolation -e . $(QUIET_PIP)
 	touch $@
 

@@ -355,10 +355,15 @@ def test_params_file_lists_every_declared_parameter_with_its_default():
 def test_cli_eval_live_reports_a_bag_replayed_through_the_node(processes, localization_world, localization_map,
                                                                  tmp_path):
     """`pram eval --live` (what `make demo` runs): the node and `pram replay --clock` as
-    processes, a report over the frames the node processed, every bag frame accounted for."""
+    processes, a report over the frames the node processed, every bag frame accounted for.
+    The bag holds JPEG CompressedImage, as most recorded bags do: the node reads them."""
+    from pram_ros.io.rosbag import write_sequence_bag
+
+    bag = tmp_path / "jpeg_bag"
+    write_sequence_bag(localization_world / "mapping", bag, image_format="jpeg")
     report = tmp_path / "report"
     process = processes.start([venv_executable("pram"), "eval", "--live", "--map", str(localization_map),
-                               "--bag", str(localization_world / "mapping" / "bag"), "--out", str(report),
+                               "--bag", str(bag), "--out", str(report),
                                "--rate", "0.5", "--threads", "2"])
     out, err = process.communicate(timeout=240)  # on a timeout the fixture stops it
     assert process.returncode == 0, out[-2000:] + err[-3000:]

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from pram_ros.evaluation.report import SequenceRun, write_report
-from pram_ros.io.rosbag import deserialize, iter_bag_messages
+from pram_ros.io.rosbag import bag_topics, deserialize, iter_bag_messages
 from pram_ros.localization import Result, State
 
 logger = logging.getLogger(__name__)
@@ -81,11 +81,18 @@ def run_live(config: LiveConfig) -> dict:
     from pram_ros.ros.tf import matrix_from_pose_msg, ns_from_time_msg
 
     truth = _ground_truth(config.bag, config.ground_truth_topic)
+    topics = bag_topics(config.bag)
+    transport = "raw"
+    if config.image_topic not in topics and config.image_topic.rstrip("/") + "/compressed" in topics:
+        transport = "compressed"  # the node subscribes to IMAGE/compressed, as image_transport names it
+    elif config.image_topic not in topics:
+        raise ValueError(f"{config.bag}: no topic {config.image_topic} (or {config.image_topic}/compressed)")
     params_file = config.params_file or Path(__file__).resolve().parents[2] / "config" / "pram.yaml"
     # Reliable images: on a loaded machine best-effort delivery of 1 MB messages loses many
     # in transport, which would hide what the node itself keeps up with (its drops are counted).
     params = {"map_path": str(config.map_path), "image_topic": config.image_topic,
               "camera_info_topic": config.camera_info_topic, "use_sim_time": "true", "image_qos": "reliable",
+              "image_transport": transport,
               **config.node_params}
     node_cmd = [_executable("pram_node"), "--ros-args"]
     if params_file.exists():
