@@ -69,3 +69,19 @@ def test_localize_reads_a_bag_of_compressed_images(localization_world, localizat
     assert {row["reason_code"] for row in rows if row["state"] == "LOST"} <= {r.name for r in Reason} - {"NONE"}
     wrong = _localize("--map", localization_map, "--bag", bag, "--image-topic", "/cam/left", "--out", tmp_path / "x")
     assert wrong.returncode == 2 and "no topic /cam/left; its image topics: /camera/image_raw/compressed" in wrong.stderr
+
+
+def test_cli_checks_out_before_any_work_and_has_a_version(tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    version = subprocess.run([venv_executable("pram"), "--version"], capture_output=True, text=True, timeout=60)
+    assert version.returncode == 0 and version.stdout.startswith("pram 0."), version
+    # The map, images and poses do not exist: --out is checked first, so its error comes.
+    for args, message in ((["localize", "--map", "m.npz", "--images", "d", "--out", a_file],
+                           f"--out {a_file}: is a file, a folder is written there"),
+                          (["map", "build", "--images", "d", "--poses", "p.tum", "--out", tmp_path],
+                           f"--out {tmp_path}: is a folder, a file is written there"),
+                          (["eval", "--map", "m.npz", "--images", "d", "--out", a_file / "report"],
+                           f"--out {a_file / 'report'}: {a_file} is a file, not a folder")):
+        run = subprocess.run([venv_executable("pram"), *map(str, args)], capture_output=True, text=True, timeout=60)
+        assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr, run.stderr

@@ -302,6 +302,28 @@ def test_node_survives_bad_input(ros_node, processes, localization_world, locali
     send(_image_msg(rgb, 7_000), wait_s=3.0)
     assert [s.state for s in statuses if s.header.stamp.nanosec == 7_000] == [LocalizationStatus.TRACKING]
 
+    # 10 s of undecodable frames after good ones: /diagnostics says so within 2 s, with the
+    # reason, and every such frame's ~/status carries it.
+    answered(_image_msg(rgb, 8_000), 8_000)
+    diagnostics.clear()
+    statuses.clear()
+    first_bad_s = time.monotonic()
+    warned_after_s = None
+    for index in range(100):
+        images.publish(_image_msg(rgb, 10_000 + index, encoding="hsv8"))
+        spin_until(node, executor, lambda: False, 0.1)
+        warns = [d for d in diagnostics if d.status[0].level == b"\x01" and "hsv8" in d.status[0].message]
+        if warned_after_s is None and warns:
+            warned_after_s = time.monotonic() - first_bad_s
+    spin_until(node, executor, lambda: False, 1.0)
+    print(f"/diagnostics WARN {warned_after_s} s after the first undecodable frame")
+    assert warned_after_s is not None and warned_after_s <= 2.0, (warned_after_s, [
+        (d.status[0].level, d.status[0].message) for d in diagnostics])
+    bad = [s for s in statuses if s.header.stamp.nanosec >= 10_000]
+    assert len(bad) >= 50, len(bad)  # a few may be dropped for newer ones (counted), never queued
+    assert all(s.reason_code == LocalizationStatus.REASON_UNDECODABLE_IMAGE and "hsv8" in s.reason for s in bad)
+    assert bad[-1].frames_rejected >= bad[0].frames_rejected + len(bad) - 1
+
     code, _, err = stop_process(process)
     assert code == 0, err[-3000:]
     assert "Traceback" not in err
@@ -433,7 +455,18 @@ def test_lifecycle_node_takes_compressed_images_only_while_active(ros_node, proc
 
     assert transition(Transition.TRANSITION_DEACTIVATE)
     assert spin_until(node, executor, lambda: images.get_subscription_count() == 0, 10.0)
+    # Paused, then resumed: the map stayed loaded, and the next frame is localized.
+    assert transition(Transition.TRANSITION_ACTIVATE)
+    assert spin_until(node, executor, lambda: images.get_subscription_count() > 0, 10.0)
+    images.publish(compressed(3))
+    assert spin_until(node, executor, lambda: frame_status(3), 60.0), stop_process(process)[2][-3000:]
+    assert frame_status(3)[0].state in (LocalizationStatus.RELOCALIZING, LocalizationStatus.TRACKING)
+    assert transition(Transition.TRANSITION_DEACTIVATE)
     assert transition(Transition.TRANSITION_CLEANUP)
+    statuses.clear()
+    spin_until(node, executor, lambda: False, 1.5)
+    assert not statuses, "cleaned up, the node publishes nothing"
+    assert transition(Transition.TRANSITION_UNCONFIGURED_SHUTDOWN)
     code, _, err = stop_process(process)
     assert code == 0 and "Traceback" not in err, err[-3000:]
 

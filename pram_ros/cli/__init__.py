@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
+from pram_ros import __version__
 from pram_ros.cli import evaluate as eval_commands
 
 logger = logging.getLogger("pram")
@@ -184,6 +186,7 @@ def _add_retrieval_arguments(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pram", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"pram {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_bag_commands(commands)
 
@@ -197,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     world.add_argument("--mapping-path", choices=["spin", "orbit"], default="spin",
                        help="mapping walk: turn round on the spot in each room (default), or walk a loop "
                             "looking outwards (more baseline: what SfM without --poses needs)")
-    world.set_defaults(run=_cmd_world)
+    world.set_defaults(run=_cmd_world, out_is_file=False)
 
     map_parser = commands.add_parser("map", help="build or inspect a PRAM map")
     map_commands = map_parser.add_subparsers(dest="map_command", required=True)
@@ -228,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--work-dir", help="keep the COLMAP database and model here (default: a temporary folder)")
     build.add_argument("--out", required=True, help="map file to write (.npz)")
     build.add_argument("--overwrite", action="store_true", help="replace an existing map file")
-    build.set_defaults(run=_cmd_map_build)
+    build.set_defaults(run=_cmd_map_build, out_is_file=True)
     info = map_commands.add_parser("info", help="describe a map file")
     info.add_argument("map", help="map file (.npz)")
     info.set_defaults(run=_cmd_map_info)
@@ -247,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (default: all)")
     train.add_argument("--out", help="model file (default: beside the first map, MAP.recognizer.safetensors)")
     train.add_argument("--overwrite", action="store_true", help="replace an existing model file")
-    train.set_defaults(run=_cmd_train)
+    train.set_defaults(run=_cmd_train, out_is_file=True)
 
     evaluate = commands.add_parser("eval", help="evaluate on a query sequence with ground truth")
     evaluate.add_argument("--stage", choices=["localization", "recognition"], default="localization",
@@ -275,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", help="report folder: metrics.json, trajectory.tum and plots "
                                         "(recognition: recognition.json)")
     _add_retrieval_arguments(evaluate)
-    evaluate.set_defaults(run=eval_commands.cmd_eval)
+    evaluate.set_defaults(run=eval_commands.cmd_eval, out_is_file=False)
     eval_commands.add_report_command(commands)
 
     localize = commands.add_parser("localize", help="localize images or a bag against a map, no ground truth needed")
@@ -294,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     localize.add_argument("--out", required=True,
                           help="output folder: trajectory.tum, frames.csv, summary.json, trajectory.png")
     _add_retrieval_arguments(localize)
-    localize.set_defaults(run=eval_commands.cmd_localize)
+    localize.set_defaults(run=eval_commands.cmd_localize, out_is_file=False)
 
     bench = commands.add_parser("bench", help="measure speed against accuracy")
     bench.add_argument("--stage", choices=["localization", "recognition"], default="localization",
@@ -344,6 +347,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_out(out: str, is_file: bool | None) -> None:
+    """--out before any work: not a file where a folder goes (or the reverse), under a
+    writable folder. ValueError names what is wrong."""
+    path = Path(out)
+    if path.exists() and is_file is True and path.is_dir():
+        raise ValueError(f"--out {out}: is a folder, a file is written there")
+    if path.exists() and is_file is False and not path.is_dir():
+        raise ValueError(f"--out {out}: is a file, a folder is written there")
+    ancestor = path if path.is_dir() else path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ValueError(f"--out {out}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK):
+        raise ValueError(f"--out {out}: {ancestor} is not writable")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -351,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
+        if getattr(args, "out", None):
+            check_out(args.out, getattr(args, "out_is_file", None))
         return args.run(args)
     except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as error:
         logger.error("%s", error)

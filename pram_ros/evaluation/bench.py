@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
+from pram_ros.progress import progress
 
 from pram_ros.evaluation.metrics import sequence_metrics
 from pram_ros.evaluation.report import ground_truth_stamps, run_sequence
@@ -93,7 +93,7 @@ def _public(metrics: dict) -> dict:
 
 
 def run_method(method: str, localizer: Localizer, sequences: list[QuerySequence], warmup_frames: int = 1,
-               progress: tqdm | None = None) -> dict:
+               bar=None) -> dict:
     """One method over every sequence -> its bench.json entry: metrics pooled and per
     sequence, the frames' states and the bytes the localizer holds for its map."""
     first = sequences[0].images
@@ -103,8 +103,8 @@ def run_method(method: str, localizer: Localizer, sequences: list[QuerySequence]
     truth, estimates, timings, per_sequence = [], [], [], {}
     states = {"RELOCALIZED": 0, "TRACKED": 0, "LOST": 0}
     for sequence in sequences:
-        if progress is not None:
-            progress.set_postfix_str(f"{method} {sequence.name}")
+        if bar is not None:
+            bar.set_postfix_str(f"{method} {sequence.name}")
         localizer.reset()
         run = run_sequence(localizer, sequence.images, sequence.stamps_ns)
         frame_timings = [r.timings_ms for r in run.results]
@@ -115,8 +115,8 @@ def run_method(method: str, localizer: Localizer, sequences: list[QuerySequence]
         timings.extend(frame_timings)
         for result in run.results:
             states[result.state.name] += 1
-        if progress is not None:
-            progress.update()
+        if bar is not None:
+            bar.update()
     memory = localizer.memory_bytes()
     entry = {**_public(sequence_metrics(truth, estimates, timings)), "states": states,
              "map_bytes": int(sum(memory.values())), "memory_bytes": memory, "per_sequence": per_sequence}
@@ -136,11 +136,11 @@ def run_bench(parts: LocalizerParts, database: RetrievalDatabase | None, sequenc
     if (width, height) != (640, 480):
         logger.warning("queries are %dx%d; the targets are stated at 640x480", width, height)
     methods: dict[str, dict] = {}
-    progress = tqdm(total=len(config.methods) * len(sequences), desc="bench", unit="sequence")
+    bar = progress(total=len(config.methods) * len(sequences), desc="bench", unit="sequence")
     for method in config.methods:
         localizer = create_localizer(method, parts, database=database)
-        methods[method] = run_method(method, localizer, sequences, config.warmup_frames, progress)
-    progress.close()
+        methods[method] = run_method(method, localizer, sequences, config.warmup_frames, bar)
+    bar.close()
     return {"threads": config.threads, "image_size": [width, height], "map_points": parts.map.num_points,
             "sequences": {s.name: len(s.images.names) for s in sequences}, **config.extra,
             "methods": methods, "ratios": speed_ratios(methods)}

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
+from pram_ros.progress import progress
 
 from pram_ros.io.imageset import ImageSet
 from pram_ros.io.tum import save_tum
@@ -30,7 +30,7 @@ def localize_frames(localizer, images: ImageSet, stamps_ns: np.ndarray) -> list[
         raise ValueError(f"{len(stamps_ns)} stamps for {len(images.names)} images")
     localizer.set_camera(images.K, images.width, images.height)  # undistorted images' camera
     results = []
-    for index, rgb in tqdm(images.frames(), total=len(images.names), desc="localize", unit="frame", leave=False):
+    for index, rgb in progress(images.frames(), total=len(images.names), desc="localize", unit="frame", leave=False):
         results.append(localizer.process(rgb, int(stamps_ns[index])))
     return results
 

@@ -27,7 +27,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
+from pram_ros.progress import progress
 
 logger = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ def run_scale(out: Path, config: ScaleConfig | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     worlds = []
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: its memory is this world's alone
-    for rooms in tqdm(sorted(set(config.rooms)), desc="scale", unit="world"):
+    for rooms in progress(sorted(set(config.rooms)), desc="scale", unit="world"):
         files = prepare_world(out, rooms, config)
         with ProcessPoolExecutor(1, mp_context=context, initializer=_child_logging,
                                  initargs=(logging.getLogger().getEffectiveLevel(),)) as pool:

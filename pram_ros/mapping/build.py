@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
+from pram_ros.progress import progress
 
 from pram_ros.features import PRESETS, Features, create_extractor
 from pram_ros.geometry import quat_from_transform
@@ -119,7 +119,7 @@ def _centre_errors(result: SfmResult, world_positions: np.ndarray) -> np.ndarray
 def extract_all(images: ImageSet, preset: str) -> list[Features]:
     extractor = create_extractor(preset)
     features: list[Features] = []
-    for _, rgb in tqdm(images.frames(), total=len(images.names), desc="features", unit="image", leave=False):
+    for _, rgb in progress(images.frames(), total=len(images.names), desc="features", unit="image", leave=False):
         features.append(extractor.extract(rgb))
     return features
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.cluster import KMeans
-from tqdm import tqdm
+from pram_ros.progress import progress
 
 from pram_ros.features import ExtractorConfig, FeatureExtractor, Features, create_extractor
 from pram_ros.geometry import invert
@@ -143,7 +143,7 @@ def build_retrieval_database(pram_map: PramMap, images: ImageSet | str | Path | 
     extractor = extractor or create_extractor(ExtractorConfig.from_dict(pram_map.extractor_config()),
                                               num_threads=num_threads)
     features: list[Features | None] = [None] * pram_map.num_images
-    for index, rgb in tqdm(database_frames(pram_map, images), total=pram_map.num_images, desc="retrieval database",
+    for index, rgb in progress(database_frames(pram_map, images), total=pram_map.num_images, desc="retrieval database",
                            unit="image", leave=False):
         features[index] = extractor.extract(rgb)
     extract_s = time.perf_counter() - start

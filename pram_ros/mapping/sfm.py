@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pycolmap
-from tqdm import tqdm
+from pram_ros.progress import progress
 
 from pram_ros.features import Features, match_mutual_nn
 from pram_ros.geometry import invert
@@ -264,7 +264,7 @@ def reconstruct(
     cam_from_world = None if world_from_cam is None else np.array([invert(p) for p in world_from_cam])
 
     kept_pairs = []
-    for i, j in tqdm(pairs, desc="matching", unit="pair", leave=False):
+    for i, j in progress(pairs, desc="matching", unit="pair", leave=False):
         ratio = config.match_ratio if cam_from_world is not None else config.unposed_match_ratio
         matches = match_mutual_nn(features[i].descriptors, features[j].descriptors, ratio=ratio)
         if cam_from_world is not None and len(matches):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from pram_ros.progress import progress
 
 from pram_ros.features import FeatureExtractor, Features
 from pram_ros.io.images import load_depth
@@ -44,7 +44,7 @@ def load_queries(extractor: FeatureExtractor, pram_map: PramMap, label_offset: i
     depth_dir = images_dir.parent / "depth"
     labels = LabelConfig()
     queries = []
-    for index, rgb in tqdm(images.frames(), total=len(images.names), desc="queries", unit="image", leave=False):
+    for index, rgb in progress(images.frames(), total=len(images.names), desc="queries", unit="image", leave=False):
         if index % step:
             continue
         features = extractor.extract(rgb)

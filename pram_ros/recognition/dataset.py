@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from scipy.spatial import cKDTree
-from tqdm import tqdm
+from pram_ros.progress import progress
 
 from pram_ros.features import ExtractorConfig, create_extractor
 from pram_ros.geometry import in_view, project_points
@@ -209,7 +209,7 @@ def build_training_set(maps: list[PramMap], image_sets: list[ImageSet], scenes: 
     extractor = create_extractor(extractor_config, num_threads=num_threads, max_keypoints=config.max_keypoints)
     training_set = TrainingSet(scenes, descriptor_dim=maps[0].descriptor_dim)
     total = sum(m.num_images for m in maps) * (1 + config.photometric_variants + config.zoom_variants)
-    progress = tqdm(total=total, desc="training data", unit="image", leave=False)
+    bar = progress(total=total, desc="training data", unit="image", leave=False)
     for scene_index, (pram_map, images, scene) in enumerate(zip(maps, image_sets, scenes)):
         observed = pram_map.points_per_image()
         K = pram_map.K(0)
@@ -239,8 +239,8 @@ def build_training_set(maps: list[PramMap], image_sets: list[ImageSet], scenes: 
                 training_set.examples.append(Example(
                     features.keypoints, features.descriptors.astype(np.float16), labels.astype(np.int16),
                     features.image_size, scene_index, frame, variant, visible))
-                progress.update()
-    progress.close()
+                bar.update()
+    bar.close()
     counts = training_set.label_counts()
     logger.info("training data: %d examples, %d labelled keypoints, %.0f%% background, %d ignored",
                 len(training_set.examples), counts.sum(), 100.0 * counts[0] / max(counts.sum(), 1),

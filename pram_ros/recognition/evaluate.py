@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
+from pram_ros.progress import progress
 
 from pram_ros.features import FeatureExtractor, match_mutual_nn
 from pram_ros.geometry import in_view, project_points
@@ -83,7 +83,7 @@ def evaluate_sequence(recognizer: Recognizer, extractor: FeatureExtractor, scene
     offsets = [s.label_offset for s in scenes]
     counts = [s.num_landmarks for s in scenes]
     scene = scenes[scene_index]
-    for index, rgb in tqdm(images.frames(), total=len(images.names), desc=f"recognition {images_dir.parent.name}",
+    for index, rgb in progress(images.frames(), total=len(images.names), desc=f"recognition {images_dir.parent.name}",
                            unit="image", leave=False):
         features = extractor.extract(rgb)
         recognition = recognizer.recognize(features, max_keypoints)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
-from tqdm import tqdm
+from pram_ros.progress import progress
 
 from pram_ros.mapping.mapfile import PramMap
 from pram_ros.recognition.dataset import (
@@ -265,8 +265,8 @@ def train(training_set: TrainingSet, config: TrainConfig | None = None,
                          [round(float(w), 4) for w in weights_np])
     start = time.perf_counter()
     net.train()
-    progress = tqdm(total=budget_s if budget_s else total_steps, desc="train", unit="s" if budget_s else "step",
-                    leave=False, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} {unit} [{elapsed}<{remaining}{postfix}]")
+    bar = progress(total=budget_s if budget_s else total_steps, desc="train", unit="s" if budget_s else "step",
+               leave=False, bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} {unit} [{elapsed}<{remaining}{postfix}]")
     step, epoch, done = 0, 0, False
     while not done:
         order = rng.permutation(len(train_examples))
@@ -289,7 +289,7 @@ def train(training_set: TrainingSet, config: TrainConfig | None = None,
             optimizer.step()
             epoch_losses.append(float(loss.detach()))
             step += 1
-            progress.update((min(time.perf_counter() - start, budget_s) - progress.n) if budget_s else 1)
+            bar.update((min(time.perf_counter() - start, budget_s) - bar.n) if budget_s else 1)
         if not epoch_losses:
             break
         epoch += 1
@@ -298,15 +298,15 @@ def train(training_set: TrainingSet, config: TrainConfig | None = None,
             val_loss, val_metrics = validate(net, val_examples, training_set, weights, model_config.max_keypoints)
             report.val_loss.append(round(val_loss, 4))
             report.val_metrics = val_metrics
-            progress.set_postfix(loss=report.train_loss[-1], val_loss=round(val_loss, 3),
+            bar.set_postfix(loss=report.train_loss[-1], val_loss=round(val_loss, 3),
                                  val_acc=val_metrics["landmark_accuracy"], top3=val_metrics["top3_recall"])
         else:
-            progress.set_postfix(loss=report.train_loss[-1])
+            bar.set_postfix(loss=report.train_loss[-1])
         logger.info("epoch %d: loss %.4f%s", epoch, report.train_loss[-1],
                     f", val loss {report.val_loss[-1]:.4f}, val {report.val_metrics}" if val_examples else "")
         if not budget_s and step >= total_steps:
             done = True
-    progress.close()
+    bar.close()
     net.eval()
     report.epochs, report.steps = epoch, step
     report.seconds = round(time.perf_counter() - start, 2)

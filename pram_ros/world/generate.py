@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from tqdm import tqdm
+from pram_ros.progress import progress
 
 from pram_ros.io.camera import save_camera_yaml
 from pram_ros.io.images import DEPTH_SCALE, save_depth, save_image
@@ -206,7 +206,7 @@ def _render_sequence(renderer: Renderer, plan: _Plan, config: WorldConfig, seq_d
     medians = np.empty(plan.frames)
     pending: list[Future] = []
     start = time.perf_counter()
-    for index, pose in enumerate(tqdm(world_from_cam, desc=plan.name, unit="frame", leave=False)):
+    for index, pose in enumerate(progress(world_from_cam, desc=plan.name, unit="frame", leave=False)):
         rgb, depth = renderer.render(pose)
         medians[index] = float(np.median(depth))
         pending.append(writers.submit(_write_frame, seq_dir, index, rgb, depth))
