@@ -29,7 +29,7 @@ def _header():
                                         frame_id="camera_optical_frame")
 
 
-def _image(encoding: str, pixels: np.ndarray, bigendian: bool = False, pad: int = 0):
+def image_message(encoding: str, pixels: np.ndarray, bigendian: bool = False, pad: int = 0):
     height, width = pixels.shape[:2]
     rows = height
     if bigendian:
@@ -62,8 +62,9 @@ def _packed_422(rgb: np.ndarray, order: str) -> np.ndarray:
 def _nv21(rgb: np.ndarray) -> np.ndarray:
     y, u, v = _yuv(rgb)
     vu = np.stack([v, u], axis=2)
-    vu = vu.reshape(HEIGHT // 2, 2, WIDTH // 2, 2, 2).mean(axis=(1, 3))
-    return np.rint(np.concatenate([y, vu.reshape(HEIGHT // 2, WIDTH)], axis=0)).astype(np.uint8)[:, :, None]
+    height, width = rgb.shape[:2]
+    vu = vu.reshape(height // 2, 2, width // 2, 2, 2).mean(axis=(1, 3))
+    return np.rint(np.concatenate([y, vu.reshape(height // 2, width)], axis=0)).astype(np.uint8)[:, :, None]
 
 
 def _bayer(rgb: np.ndarray, pattern: str) -> np.ndarray:
@@ -75,10 +76,12 @@ def _bayer(rgb: np.ndarray, pattern: str) -> np.ndarray:
     return mosaic[:, :, None]
 
 
-def _encoded(encoding: str, rgb: np.ndarray) -> np.ndarray:
-    """The raw pixel array a camera driver would publish for this RGB image."""
+def encoded(encoding: str, rgb: np.ndarray) -> np.ndarray:
+    """The raw pixel array a camera driver would publish for this RGB image (written here
+    independently of the decoder under test; tools/encoding_recall.py uses it too)."""
     rgb16 = rgb.astype(np.uint16) * 257
-    alpha8, alpha16 = np.full((HEIGHT, WIDTH, 1), 255, np.uint8), np.full((HEIGHT, WIDTH, 1), 65535, np.uint16)
+    shape = rgb.shape[:2] + (1,)
+    alpha8, alpha16 = np.full(shape, 255, np.uint8), np.full(shape, 65535, np.uint16)
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[:, :, None]
     table = {
         "rgb8": rgb, "bgr8": rgb[:, :, ::-1], "8uc3": rgb[:, :, ::-1],
@@ -98,7 +101,7 @@ def _encoded(encoding: str, rgb: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("encoding", IMAGE_ENCODINGS)
 def test_every_encoding_decodes_to_the_image_the_camera_saw(encoding):
     rgb = _scene()
-    message = _image(encoding, _encoded(encoding, rgb), pad=3 if encoding.endswith("8") else 0)
+    message = image_message(encoding, encoded(encoding, rgb), pad=3 if encoding.endswith("8") else 0)
     decoded = decode_image(message)
     mono = encoding in ("mono8", "mono16", "8uc1")
     expected = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if mono else rgb
@@ -116,7 +119,7 @@ def test_every_encoding_decodes_to_the_image_the_camera_saw(encoding):
 
 def test_big_endian_16_bit_and_row_padding_are_honoured():
     rgb16 = _scene().astype(np.uint16) * 257
-    message = _image("rgb16", rgb16, bigendian=True)
+    message = image_message("rgb16", rgb16, bigendian=True)
     assert np.array_equal(decode_image(message), _scene())
 
 
@@ -139,10 +142,10 @@ def test_compressed_images_decode_as_jpeg_and_png():
 def test_what_is_not_a_camera_image_is_refused_with_a_reason():
     depth = np.ones((HEIGHT, WIDTH, 1), np.float32)
     with pytest.raises(ValueError, match="32FC1.*not a camera image"):
-        decode_image(_image("32FC1", depth))
+        decode_image(image_message("32FC1", depth))
     with pytest.raises(ValueError, match="unsupported image encoding 'hsv8'"):
-        decode_image(_image("hsv8", _scene()))
-    short = _image("rgb8", _scene())
+        decode_image(image_message("hsv8", _scene()))
+    short = image_message("rgb8", _scene())
     short.data = short.data[:-10]
     with pytest.raises(ValueError, match="too short"):
         decode_image(short)
@@ -158,7 +161,7 @@ def test_rclpy_messages_decode_like_bag_messages():
     from sensor_msgs.msg import CompressedImage, Image
 
     rgb = _scene()
-    bag = _image("bgr8", np.ascontiguousarray(rgb[:, :, ::-1]))
+    bag = image_message("bgr8", np.ascontiguousarray(rgb[:, :, ::-1]))
     live = Image(height=bag.height, width=bag.width, encoding="bgr8", is_bigendian=0, step=bag.step,
                  data=bytes(bag.data))
     assert np.array_equal(decode_image(live), rgb)

@@ -292,25 +292,108 @@ def _browser() -> str | None:
     return next((path for path in map(shutil.which, BROWSERS) if path), None)
 
 
-@pytest.mark.skipif(_browser() is None, reason="no Chromium (chromium, chromium-browser or google-chrome) installed")
-def test_web_viewer_screenshot_shows_the_map(localization_map, processes, tmp_path):
-    process, url = _start_web(processes, "--map", localization_map, "--no-images")
-    shot = tmp_path / "viewer.png"
-    # Software WebGL; the viewer is a wasm app that loads the recording after the page's load
-    # event, so virtual time runs on long enough for it to draw.
-    subprocess.run([_browser(), "--headless=new", "--no-sandbox", "--use-angle=swiftshader",
-                    "--enable-unsafe-swiftshader", "--window-size=1280,800", "--virtual-time-budget=30000",
-                    f"--screenshot={shot}", url], capture_output=True, timeout=180, check=False)
-    stop_process(process)
-    assert shot.is_file(), "the browser wrote no screenshot"
+class _DevTools:
+    """Just enough of the Chrome DevTools protocol over a WebSocket (the standard library has
+    no client) to take screenshots while the viewer keeps its data stream open: a headless
+    `--screenshot` fires at the page's load event, before the wasm viewer has drawn, and
+    `--virtual-time-budget` stalls on the open stream."""
+
+    def __init__(self, ws_url: str) -> None:
+        import base64
+
+        host_port, _, path = ws_url.removeprefix("ws://").partition("/")
+        host, port = host_port.split(":")
+        self.sock = socket.create_connection((host, int(port)), timeout=30)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET /{path} HTTP/1.1\r\nHost: {host_port}\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                           ).encode())
+        response = b""
+        while b"\r\n\r\n" not in response:
+            response += self.sock.recv(1)
+        assert b" 101 " in response.split(b"\r\n")[0], response
+        self.next_id = 0
+
+    def _read(self, count: int) -> bytes:
+        data = b""
+        while len(data) < count:
+            part = self.sock.recv(count - len(data))
+            assert part, "DevTools closed the connection"
+            data += part
+        return data
+
+    def _send(self, text: str) -> None:
+        payload, mask = text.encode(), os.urandom(4)
+        size = len(payload)
+        header = bytes([0x81]) + (bytes([0x80 | size]) if size < 126 else
+                                  bytes([0x80 | 126]) + size.to_bytes(2, "big") if size < 65536 else
+                                  bytes([0x80 | 127]) + size.to_bytes(8, "big"))
+        self.sock.sendall(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+    def _receive(self) -> str:
+        message = b""
+        while True:
+            first, second = self._read(2)
+            size = second & 0x7F
+            if size >= 126:
+                size = int.from_bytes(self._read(2 if size == 126 else 8), "big")
+            payload = self._read(size)  # a server never masks
+            if first & 0x0F in (0x1, 0x0):
+                message += payload
+                if first & 0x80:
+                    return message.decode()
+
+    def call(self, method: str, **params) -> dict:
+        import json
+
+        self.next_id += 1
+        self._send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        while True:
+            reply = json.loads(self._receive())
+            if reply.get("id") == self.next_id:
+                assert "error" not in reply, reply
+                return reply["result"]
+
+
+def _landmark_pixels(png: bytes, palette: np.ndarray) -> int:
     import cv2
 
-    rgb = cv2.cvtColor(cv2.imread(str(shot)), cv2.COLOR_BGR2RGB).reshape(-1, 3).astype(np.int16)
-    assert len(np.unique(rgb, axis=0)) > 50, "a blank page"
+    bgr = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).reshape(-1, 3).astype(np.int16)
+    return int((np.abs(rgb[:, None, :] - palette[None, :, :]).max(axis=2) <= 40).any(axis=1).sum())
+
+
+@pytest.mark.skipif(_browser() is None, reason="no Chromium (chromium, chromium-browser or google-chrome) installed")
+def test_web_viewer_screenshot_shows_the_map(localization_map, processes, tmp_path):
+    import base64
+    import json
+
+    _, url = _start_web(processes, "--map", localization_map, "--no-images")
+    port = _free_port()
+    processes.start([_browser(), "--headless=new", "--no-sandbox", "--use-angle=swiftshader",
+                     "--enable-unsafe-swiftshader", "--window-size=1280,800", f"--remote-debugging-port={port}",
+                     "--remote-allow-origins=*", f"--user-data-dir={tmp_path / 'profile'}", "--no-first-run", url])
+    pages: list = []
+    deadline = time.monotonic() + 60
+    while not pages and time.monotonic() < deadline:
+        time.sleep(0.5)
+        try:
+            targets = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5).read())
+        except OSError:
+            continue
+        pages = [t for t in targets if t.get("type") == "page" and t.get("webSocketDebuggerUrl")]
+    assert pages, "the browser opened no page"
+    devtools = _DevTools(pages[0]["webSocketDebuggerUrl"])
     pram_map = load_map(localization_map)
     palette = landmark_rgb8(np.arange(1, pram_map.num_landmarks + 1)).astype(np.int16)
-    near = (np.abs(rgb[:, None, :] - palette[None, :, :]).max(axis=2) <= 40).any(axis=1)
-    assert near.sum() >= 100, f"only {near.sum()} pixels in landmark colours: the map is not drawn"
+    # Software WebGL is slow: look again until the points are drawn, or give up.
+    found, deadline = 0, time.monotonic() + 120
+    while found < 100 and time.monotonic() < deadline:
+        time.sleep(3)
+        png = base64.b64decode(devtools.call("Page.captureScreenshot", format="png")["data"])
+        found = _landmark_pixels(png, palette)
+    (tmp_path / "viewer.png").write_bytes(png)
+    assert found >= 100, f"only {found} pixels in landmark colours in {tmp_path / 'viewer.png'}: the map is not drawn"
 
 
 # -- a live node (fake topics over DDS) ------------------------------------------------------

@@ -9,6 +9,8 @@ Subcommands exist only for stages that are built:
                                 accuracy and latency
   pram eval --stage recognition evaluate the recognizer on a query sequence with ground truth
   pram report REPORT...         one table over `pram eval` report folders
+  pram view (--map MAP | --report DIR | --live) (--save F.rrd | --web)   a map, a report or a live
+                                node in rerun's viewer (where RViz is missing)
   pram bench                    every localization method (pram, pram-reloc, exhaustive, retrieval)
                                 on the same query sequences: accuracy, latency per stage, map bytes
   pram bench --stage recognition  recognizer latency and accuracy: float32, bfloat16, int8
@@ -27,15 +29,10 @@ from pathlib import Path
 
 from pram_ros import __version__
 from pram_ros.cli import evaluate as eval_commands
+from pram_ros.cli.argtypes import positive_float, positive_int
+from pram_ros.cli.view import add_view_command
 
 logger = logging.getLogger("pram")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 METHOD_CHOICES = ["pram", "pram-reloc", "exhaustive", "retrieval"]  # written out: --help must not import torch
@@ -43,16 +40,6 @@ METHOD_HELP = ("pram: with tracking (default); pram-reloc: recognition and regis
                "every keypoint against every map point, every frame; retrieval: hloc-style, top-k database images by "
                "VLAD, matching through their observations (needs the retrieval database, built beside the map when "
                "missing)")
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -193,8 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     world = commands.add_parser("world", help="render the demo world with exact ground truth")
     world.add_argument("--out", required=True, help="output folder (must be empty or absent)")
     world.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
-    world.add_argument("--frames", type=_positive_int, default=300, help="frames of the mapping sequence")
-    world.add_argument("--rooms", type=_positive_int, default=None, help="number of rooms (default: small world)")
+    world.add_argument("--frames", type=positive_int, default=300, help="frames of the mapping sequence")
+    world.add_argument("--rooms", type=positive_int, default=None, help="number of rooms (default: small world)")
     world.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="rosbag2 storage")
     world.add_argument("--no-bags", action="store_true", help="skip writing rosbag2 files")
     world.add_argument("--mapping-path", choices=["spin", "orbit"], default="spin",
@@ -219,14 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="without poses, ignore the bag's /tf odometry (by default it chooses image pairs and "
                              "gives the map metres)")
     build.add_argument("--poses", help="TUM file, world_from_camera per image: triangulate with these poses fixed")
-    build.add_argument("--pair-lookat-m", type=_positive_float, default=None,
+    build.add_argument("--pair-lookat-m", type=positive_float, default=None,
                        help="with poses: how far ahead the cameras look, for pairing images (default: the median "
                             "depth of a few neighbouring pairs triangulated with the poses)")
-    build.add_argument("--pair-radius-m", type=_positive_float, default=None,
+    build.add_argument("--pair-radius-m", type=positive_float, default=None,
                        help="with poses: how close two cameras' look-at points must be to pair them "
                             "(default: twice the look-at distance)")
     build.add_argument("--align", help="TUM file: Sim3-align a map built without poses to these camera centres")
-    build.add_argument("--landmarks", type=_positive_int, default=None, help="number of landmarks K (default: from the scene's size)")
+    build.add_argument("--landmarks", type=positive_int, default=None, help="number of landmarks K (default: from the scene's size)")
     build.add_argument("--extractor", default="xfeat", help="feature preset: xfeat (default), xfeat-1024, sift")
     build.add_argument("--work-dir", help="keep the COLMAP database and model here (default: a temporary folder)")
     build.add_argument("--out", required=True, help="map file to write (.npz)")
@@ -244,10 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "one per --map")
     train.add_argument("--preset", choices=["cpu", "gpu"], default="cpu", help="model size (default: cpu)")
     budget = train.add_mutually_exclusive_group()
-    budget.add_argument("--epochs", type=_positive_int, help="passes over the data (default 12)")
+    budget.add_argument("--epochs", type=positive_int, help="passes over the data (default 12)")
     budget.add_argument("--minutes", type=float, help="train for this long instead of a number of epochs")
     train.add_argument("--seed", type=int, default=0, help="random seed (same seed, same weights)")
-    train.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (default: all)")
+    train.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: all)")
     train.add_argument("--out", help="model file (default: beside the first map, MAP.recognizer.safetensors)")
     train.add_argument("--overwrite", action="store_true", help="replace an existing model file")
     train.set_defaults(run=_cmd_train, out_is_file=True)
@@ -271,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--unmapped", action="store_true",
                           help="the query shows a place the map does not hold (found from sequence.yaml "
                                "for demo-world sequences)")
-    evaluate.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (default: all)")
+    evaluate.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: all)")
     evaluate.add_argument("--live", action="store_true",
                           help="replay --bag in real time through a running pram_node over DDS (method pram)")
     evaluate.add_argument("--rate", type=float, default=1.0, help="--live: replay speed factor (default 1)")
@@ -280,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_retrieval_arguments(evaluate)
     evaluate.set_defaults(run=eval_commands.cmd_eval, out_is_file=False)
     eval_commands.add_report_command(commands)
+    add_view_command(commands)
 
     localize = commands.add_parser("localize", help="localize images or a bag against a map, no ground truth needed")
     localize.add_argument("--map", required=True, help="map file")
@@ -287,13 +275,13 @@ def build_parser() -> argparse.ArgumentParser:
     localize.add_argument("--method", choices=METHOD_CHOICES, default="pram", help=METHOD_HELP)
     localize.add_argument("--images", help="folder of images (sorted by name)")
     localize.add_argument("--camera", help="camera.yaml of --images (default: beside the images)")
-    localize.add_argument("--rate-hz", type=_positive_float, default=10.0,
+    localize.add_argument("--rate-hz", type=positive_float, default=10.0,
                           help="--images: the capture rate, for their stamps (default 10)")
     localize.add_argument("--bag", help="a rosbag2 (stamps and camera from the bag)")
     localize.add_argument("--image-topic", default="/camera/image_raw",
                           help="image topic in --bag (Image or CompressedImage; TOPIC/compressed when TOPIC is absent)")
     localize.add_argument("--camera-info-topic", help="CameraInfo topic in --bag (default: beside the images)")
-    localize.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (default: all)")
+    localize.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: all)")
     localize.add_argument("--out", required=True,
                           help="output folder: trajectory.tum, frames.csv, summary.json, trajectory.png")
     _add_retrieval_arguments(localize)
@@ -318,16 +306,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="localization: a method to run (repeat; default: all four)")
     bench.add_argument("--images", help="recognition: query images folder with poses.tum and depth/ beside it")
     bench.add_argument("--gt", help="recognition: TUM file of world_from_camera poses (default: IMAGES/../poses.tum)")
-    bench.add_argument("--threads", type=_positive_int, default=2, help="CPU threads (default 2)")
-    bench.add_argument("--step", type=_positive_int, default=1, help="recognition: use every STEP-th image")
+    bench.add_argument("--threads", type=positive_int, default=2, help="CPU threads (default 2)")
+    bench.add_argument("--step", type=positive_int, default=1, help="recognition: use every STEP-th image")
     bench.add_argument("--out", help="localization: folder for bench.json; recognition: a JSON file for the rows; "
                                      "--scale: folder for worlds, maps, scale.json and plots (default demo/scale)")
     scale = bench.add_argument_group("--scale: each method's cost against map size, over worlds of growing size")
     scale.add_argument("--scale", action="store_true",
                        help="render worlds of --rooms rooms, build each one's map, recognizer (time-boxed) and "
                             "retrieval database (reused when present), then bench each world in its own process")
-    scale.add_argument("--rooms", type=_positive_int, nargs="+", default=[1, 2, 4], help="room counts (default 1 2 4)")
-    scale.add_argument("--frames-per-room", type=_positive_int, default=100,
+    scale.add_argument("--rooms", type=positive_int, nargs="+", default=[1, 2, 4], help="room counts (default 1 2 4)")
+    scale.add_argument("--frames-per-room", type=positive_int, default=100,
                        help="mapping frames per room (default 100)")
     scale.add_argument("--minutes", type=float, default=2.0,
                        help="recognizer training budget per world (--scale) or for a --dataset without one, in minutes "
@@ -335,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--no-train-variants", action="store_true",
                        help="train each recognizer on the database images alone, without their lighting and zoom "
                             "variants (a third of the preparation time)")
-    scale.add_argument("--frames-per-world", type=_positive_int, default=40,
+    scale.add_argument("--frames-per-world", type=positive_int, default=40,
                        help="query frames per world, evenly spaced over the --sequence (default 40; "
                             "default sequence query_offpath)")
     _add_retrieval_arguments(bench)

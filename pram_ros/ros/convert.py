@@ -7,8 +7,6 @@ with labels, colored by id.
 
 from __future__ import annotations
 
-import colorsys
-
 import cv2
 import numpy as np
 from geometry_msgs.msg import Point, PoseWithCovarianceStamped
@@ -17,6 +15,7 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from pram_ros.ros.tf import pose_msg_from_matrix
+from pram_ros.viewer.colors import landmark_rgb, landmark_rgb8
 
 def rgb8_msg(header: Header, rgb: np.ndarray) -> Image:
     msg = Image(header=header, height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8", is_bigendian=0,
@@ -35,20 +34,9 @@ def pose_with_covariance_msg(header: Header, world_from_x: np.ndarray | None,
 
 
 def landmark_color(landmark: int, alpha: float = 1.0) -> ColorRGBA:
-    """A distinct, stable color per landmark id (0, background, is gray)."""
-    if landmark <= 0:
-        return ColorRGBA(r=0.5, g=0.5, b=0.5, a=alpha)
-    r, g, b = colorsys.hsv_to_rgb((landmark * 0.618034) % 1.0, 0.75, 0.95)
+    """A distinct, stable color per landmark id (0, background, is gray): viewer/colors.py's."""
+    r, g, b = landmark_rgb(landmark)
     return ColorRGBA(r=r, g=g, b=b, a=alpha)
-
-
-def landmark_rgb8(landmarks: np.ndarray) -> np.ndarray:
-    """[N] landmark ids -> [N x 3] uint8 colors (the markers' colors)."""
-    table = np.array([[c.r, c.g, c.b] for c in (landmark_color(k) for k in range(int(landmarks.max(initial=0)) + 1))])
-    colors = np.full((len(landmarks), 3), 255, np.uint8)  # -1: not recognized, white
-    known = landmarks >= 0
-    colors[known] = np.rint(table[landmarks[known]] * 255).astype(np.uint8)
-    return colors
 
 
 def _box(header: Header, ns: str, landmark: int, centroid: np.ndarray, extent: np.ndarray, alpha: float) -> Marker:

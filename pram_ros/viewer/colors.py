@@ -1,8 +1,7 @@
-"""Landmark colours without ROS: the same ids give the same colours as the RViz markers.
+"""Landmark colours, the one source for the viewer and the RViz markers (ros/convert.py).
 
-In: landmark ids (0 background, -1 not recognized). Out: uint8 RGB. The formula is the one
-of `pram_ros.ros.convert.landmark_color` (test_view.py checks that they agree), copied here
-so that the viewer runs where rclpy's message packages are not installed.
+In: landmark ids (0 background, -1 not recognized). Out: RGB in 0..1 or uint8. No ROS here,
+so the viewer runs where rclpy's message packages are not installed.
 """
 
 from __future__ import annotations

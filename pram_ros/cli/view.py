@@ -14,25 +14,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pram_ros.cli.argtypes import port, positive_float
+
 # rerun's own defaults, so its docs apply as they are; here, not in recording.py, so that
 # building the `pram` parser does not import rerun.
 DEFAULT_WEB_PORT = 9090
 DEFAULT_GRPC_PORT = 9876
 NO_OUTPUT = "pram view: give --save FILE.rrd (open it with `rerun FILE.rrd`) or --web (a viewer in the browser)"
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 < value < 65536:
-        raise argparse.ArgumentTypeError(f"must be a port number in 1..65535, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
 
 
 def add_view_command(commands) -> None:
@@ -48,13 +36,13 @@ def add_view_command(commands) -> None:
                                    "or bag; a `pram localize` output has none)")
     what.add_argument("--live", action="store_true", help="subscribe to a running pram_node until Ctrl-C")
     what.add_argument("--node", default="pram_node", help="--live: the node's name (default pram_node)")
-    what.add_argument("--duration", type=_positive_float, help="--live: stop after this many seconds")
+    what.add_argument("--duration", type=positive_float, help="--live: stop after this many seconds")
     out = view.add_argument_group("where to (at least one)")
     out.add_argument("--save", help="write a rerun recording (.rrd)")
     out.add_argument("--web", action="store_true", help="serve the web viewer and print its URL; blocks until Ctrl-C")
-    out.add_argument("--port", type=_port, default=DEFAULT_WEB_PORT,
+    out.add_argument("--port", type=port, default=DEFAULT_WEB_PORT,
                      help=f"--web: HTTP port (default {DEFAULT_WEB_PORT})")
-    out.add_argument("--grpc-port", type=_port, default=DEFAULT_GRPC_PORT,
+    out.add_argument("--grpc-port", type=port, default=DEFAULT_GRPC_PORT,
                      help=f"--web: port the viewer streams the data from (default {DEFAULT_GRPC_PORT})")
     view.set_defaults(run=cmd_view)
 
@@ -64,6 +52,10 @@ def _check(args: argparse.Namespace) -> None:
         raise ValueError("pram view: give --map MAP, --report DIR or --live")
     if args.report and args.live:
         raise ValueError("pram view: --report and --live do not combine (--map does, with either)")
+    if args.gt and not args.report:
+        raise ValueError("pram view: --gt goes with --report")
+    if (args.images or args.no_images) and not args.map:
+        raise ValueError("pram view: --images and --no-images go with --map")
     if args.map and not Path(args.map).is_file():
         raise FileNotFoundError(f"{args.map}: no such map file")
     if args.report and not Path(args.report).is_dir():
