@@ -476,3 +476,38 @@ def test_node_refuses_a_missing_params_file(processes, tmp_path):
     process = processes.start([venv_executable("pram_node"), "--ros-args", "--params-file", str(missing)])
     _, err = process.communicate(timeout=60)
     assert process.returncode == 2 and f"--params-file {missing}: no such file" in err and "Traceback" not in err
+
+
+def test_node_takes_every_image_encoding(ros_node, processes, localization_world, localization_map):
+    """One frame in each encoding (and JPEG/PNG on a compressed node's topic is covered by
+    the lifecycle test): each is decoded and localized, none rejected."""
+    from test_image_msgs import encoded
+
+    from pram_ros.io.image_msgs import IMAGE_ENCODINGS
+
+    node, executor = ros_node
+    statuses = []
+    node.create_subscription(LocalizationStatus, "/pram_node/status", statuses.append, 100)
+    images = node.create_publisher(Image, "/camera/image_raw", 10)
+    process = _start_node(processes, localization_map, "image_qos:=reliable", "debug_image:=false")
+    _wait_ready(node, executor, process, statuses)
+    assert spin_until(node, executor, lambda: images.get_subscription_count() > 0, 10.0)
+    rgb = load_image(sorted((localization_world / "mapping" / "images").iterdir())[10])
+    answers = {}
+    for index, encoding in enumerate(IMAGE_ENCODINGS, start=1):
+        pixels = np.ascontiguousarray(encoded(encoding, rgb))
+        msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding=encoding, is_bigendian=0,
+                    step=pixels.shape[1] * pixels.shape[2] * pixels.dtype.itemsize, data=pixels.tobytes())
+        msg.header.stamp.nanosec, msg.header.frame_id = index, "camera_optical_frame"
+        node.get_logger().debug(encoding)
+        images.publish(msg)
+        assert spin_until(node, executor, lambda: any(s.header.stamp.nanosec == index for s in statuses), 60.0), \
+            f"no status for {encoding}: {stop_process(process)[2][-2000:]}"
+        answers[encoding] = next(s for s in statuses if s.header.stamp.nanosec == index)
+    rejected = {e: s.reason for e, s in answers.items() if s.frames_rejected and s.reason_code in (
+        LocalizationStatus.REASON_UNDECODABLE_IMAGE, LocalizationStatus.REASON_CAMERA_MISMATCH)}
+    assert not rejected, rejected
+    lost = {e: s.reason for e, s in answers.items() if s.state == LocalizationStatus.LOST}
+    assert not lost, lost
+    code, _, err = stop_process(process)
+    assert code == 0 and "Traceback" not in err, err[-3000:]

@@ -24,6 +24,7 @@ import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 
@@ -164,6 +165,11 @@ def _spin(executor: SingleThreadedExecutor, stop: threading.Event) -> None:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except _rclpy.RCLError:
+        # SIGINT can shut the context down between two waits: rcl then refuses the next
+        # wait set. That is a shutdown too; anything else is not.
+        if executor.context.ok():
+            raise
     finally:
         stop.set()  # the localization loop ends with the executor
 
