@@ -399,6 +399,12 @@ def test_cli_eval_live_reports_a_bag_replayed_through_the_node(processes, locali
     latency = metrics["latency_ms"]["node_latency_ms"]
     assert latency["frames"] == metrics["frames_processed"] and 0 < latency["p50"] < 5000, latency
     assert (report / "trajectory.tum").stat().st_size > 0 and (report / "trajectory.png").exists()
+    # The frames the node processed, each with its state and, when LOST, the node's reason.
+    import csv
+
+    rows = list(csv.DictReader((report / "frames.csv").open()))
+    assert len(rows) == metrics["frames_processed"]
+    assert all(row["reason_code"] != "NONE" and row["reason"] for row in rows if row["state"] == "LOST"), rows
 
 
 def test_lifecycle_node_takes_compressed_images_only_while_active(ros_node, processes, localization_world,

@@ -196,8 +196,9 @@ def test_report_recording_marks_lost_frames_and_errors(sequence, tmp_path):
     assert max(_mono(entities["/errors/translation_m"]["Scalars:scalars"])) > 0.9  # the wrong frame
     localized_flags = _mono(entities["/state/localized"]["Scalars:scalars"])
     assert localized_flags == [float(i not in LOST) for i in range(FRAMES)]
+    # frames.csv keeps why each frame was LOST.
     logs = _mono(entities["/log"]["TextLog:text"])
-    assert logs == [f"frame {i}: LOST (why is not stored)" for i in LOST]
+    assert logs == [f"frame {i}: LOST (NOT_RECOGNIZED: no landmark recognized)" for i in LOST], logs
 
 
 def test_report_without_ground_truth_shows_the_estimates_only(sequence, tmp_path):

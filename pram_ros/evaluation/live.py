@@ -23,7 +23,7 @@ import numpy as np
 
 from pram_ros.evaluation.report import SequenceRun, write_report
 from pram_ros.io.rosbag import bag_topics, deserialize, iter_bag_messages
-from pram_ros.localization import Result, State
+from pram_ros.localization import Reason, Result, State
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +159,10 @@ def run_live(config: LiveConfig) -> dict:
                    "registration_ms": status.registration_ms, "total_ms": status.total_ms,
                    "node_latency_ms": status.latency_ms / config.rate}
         timings = {k: float(v) for k, v in timings.items() if v > 0 or k in ("total_ms", "node_latency_ms")}
-        results.append(Result(stamp_ns, state if localized else State.LOST, cam_from_world, timings_ms=timings))
+        reason = Reason(status.reason_code) if status.reason_code in iter(Reason) else Reason.NONE
+        results.append(Result(stamp_ns, state if localized else State.LOST, cam_from_world, timings_ms=timings,
+                              num_inliers=int(status.num_inliers), message="" if localized else status.reason,
+                              reason=Reason.NONE if localized else reason))
     frames_in_bag = len(truth)
     bag_s = (max(truth) - min(truth)) * 1e-9 * frames_in_bag / max(frames_in_bag - 1, 1)
     replay_s = bag_s / config.rate

@@ -43,15 +43,7 @@ def write_localization(out: Path, names: list[str], stamps_ns: np.ndarray, resul
     localized = [i for i, r in enumerate(results) if r.localized]
     save_tum(out / "trajectory.tum", np.asarray(stamps_ns)[localized],
              np.array([results[i].world_from_cam for i in localized]).reshape(-1, 4, 4))
-    with (out / "frames.csv").open("w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(["index", "name", "stamp_ns", "state", "reason_code", "reason", "inliers", "candidates", "landmarks",
-                         "search", *STAGES])
-        for index, (name, stamp, result) in enumerate(zip(names, stamps_ns, results)):
-            writer.writerow([index, name, int(stamp), result.state.name, result.reason.name, result.message,
-                             result.num_inliers,
-                             result.num_candidates, " ".join(str(int(k)) for k in result.landmark_ids),
-                             result.search, *(_ms(result.timings_ms.get(stage)) for stage in STAGES)])
+    write_frames_csv(out / "frames.csv", names, stamps_ns, results)
     totals = np.array([r.timings_ms["total_ms"] for r in results if "total_ms" in r.timings_ms])
     summary = {
         **info,
@@ -67,6 +59,20 @@ def write_localization(out: Path, names: list[str], stamps_ns: np.ndarray, resul
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     _plot(out / "trajectory.png", results, info.get("images") or info.get("bag") or "")
     return summary
+
+
+def write_frames_csv(path: Path, names: list[str], stamps_ns: np.ndarray, results: list[Result]) -> None:
+    """One row a frame: state, why it was LOST (code and words), inliers, landmarks, what
+    relocalization searched, milliseconds per stage (`pram eval` reports write it too)."""
+    with Path(path).open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["index", "name", "stamp_ns", "state", "reason_code", "reason", "inliers", "candidates",
+                         "landmarks", "search", *STAGES])
+        for index, (name, stamp, result) in enumerate(zip(names, stamps_ns, results)):
+            writer.writerow([index, name, int(stamp), result.state.name, result.reason.name, result.message,
+                             result.num_inliers, result.num_candidates,
+                             " ".join(str(int(k)) for k in result.landmark_ids), result.search,
+                             *(_ms(result.timings_ms.get(stage)) for stage in STAGES)])
 
 
 def _ms(value) -> float | str:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pram_ros.evaluation.localize import localize_frames
+from pram_ros.evaluation.localize import localize_frames, write_frames_csv
 from pram_ros.evaluation.metrics import WRONG_R_DEG, WRONG_T_M, pose_errors, sequence_metrics
 from pram_ros.io.imageset import ImageSet
 from pram_ros.io.tum import load_tum, save_tum
@@ -73,6 +73,9 @@ def write_report(out: Path, run: SequenceRun, info: dict) -> dict:
     localized = [i for i, e in enumerate(estimates) if e is not None]
     save_tum(out / "trajectory.tum", run.stamps_ns[localized],
              np.array([estimates[i] for i in localized]).reshape(-1, 4, 4))
+    # Which frames were evaluated, and why each LOST one was: a live run evaluates only
+    # the frames the node processed.
+    write_frames_csv(out / "frames.csv", [str(int(s)) for s in run.stamps_ns], run.stamps_ns, run.results)
     _plot(out, run, estimates, metrics)
     return metrics
 

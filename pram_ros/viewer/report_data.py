@@ -1,15 +1,15 @@
 """Read a `pram eval` report or a `pram localize` output back, one row per frame.
 
-In: REPORT/ from `pram eval` (metrics.json, trajectory.tum; evaluation/report.py) or OUT/
-from `pram localize` (summary.json, frames.csv, trajectory.tum; evaluation/localize.py), and
+In: REPORT/ from `pram eval` (metrics.json, frames.csv, trajectory.tum; evaluation/report.py)
+or OUT/ from `pram localize` (summary.json, frames.csv, trajectory.tum; evaluation/localize.py), and
 the ground truth (a TUM file; for a report, found beside its images or bag when not given).
 Out: a `FrameTrack`: every frame's stamp, estimate (None when LOST), true pose and why it
 was LOST, and the per-frame errors derived from them.
 
-What the files do not hold: a report stores the localized frames only, so its LOST frames
-are the ground truth's frames without an estimate. That works when the report covers every
-frame of the ground truth (`pram eval`); a live run (`pram eval --live`) evaluates only the
-frames the node processed, and which those were is not stored, so its LOST frames stay
+frames.csv lists the evaluated frames (for `pram eval --live`, those the node processed)
+and why each LOST one was. Reports written before it existed store the localized frames
+only: their LOST frames are the ground truth's frames without an estimate, which holds for
+an offline `pram eval` (every frame) but not for a live run, whose LOST frames then stay
 unmarked (the estimates and their errors are still shown).
 """
 
@@ -120,6 +120,12 @@ def _load_eval_report(folder: Path, gt_tum: Path | None) -> FrameTrack:
         logger.warning("%s: no ground truth found beside %s: LOST frames and errors need --gt TUM",
                        folder, metrics.get("images") or metrics.get("bag") or "the report's input")
         return FrameTrack("eval", name, stamps, list(poses), None, [""] * len(stamps), lost_known=False)
+    if (folder / "frames.csv").is_file():  # reports since 2026-12-05: the evaluated frames, and LOST reasons
+        track = _load_localize_output(folder, gt_tum, name)
+        # wrong_frames index the evaluated frames, the rows of frames.csv.
+        track.wrong_frames = [int(i) for i in metrics.get("wrong_frames", []) if 0 <= int(i) < len(track.stamps_ns)]
+        track.kind = "eval"
+        return track
     truth_stamps, truth = load_tum(gt_tum)
     at = match_stamps(stamps, truth_stamps)
     frames = int(metrics.get("frames") or 0)
@@ -140,10 +146,12 @@ def _load_eval_report(folder: Path, gt_tum: Path | None) -> FrameTrack:
     return FrameTrack("eval", name, truth_stamps, estimates, truth, [""] * len(estimates), wrong_frames=wrong)
 
 
-def _load_localize_output(folder: Path, gt_tum: Path | None) -> FrameTrack:
-    summary = _read_json(folder / "summary.json")
-    source = summary.get("images") or summary.get("bag")
-    name = Path(source).parent.name if source else folder.name
+def _load_localize_output(folder: Path, gt_tum: Path | None, name: str | None = None) -> FrameTrack:
+    """frames.csv (a `pram localize` output, or a report that has one) with its trajectory."""
+    if name is None:
+        summary = _read_json(folder / "summary.json")
+        source = summary.get("images") or summary.get("bag")
+        name = Path(source).parent.name if source else folder.name
     stamps, poses = _trajectory(folder)
     rows = _read_frames_csv(folder / "frames.csv")
     frame_stamps = np.array([row["stamp_ns"] for row in rows], np.int64)
