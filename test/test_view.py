@@ -245,6 +245,14 @@ def test_localize_output_recording_lists_lost_reasons(sequence, tmp_path):
     lost = _read_rrd(out)["/world/report/lost"]
     assert np.allclose(lost["Points3D:positions"][0], truth[list(LOST), :3, 3])
 
+    # `pram localize --images` stamps by --rate-hz: a ground truth of the same frames with
+    # other stamps is matched in order.
+    shifted = tmp_path / "shifted.tum"
+    save_tum(shifted, STAMPS_NS + 12_345_678_900, truth)
+    assert _pram_view("--report", out_dir, "--gt", shifted, "--save", out).returncode == 0
+    lost = _read_rrd(out)["/world/report/lost"]
+    assert np.allclose(lost["Points3D:positions"][0], truth[list(LOST), :3, 3])
+
 
 # -- bad input -------------------------------------------------------------------------------
 

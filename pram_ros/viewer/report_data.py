@@ -165,6 +165,11 @@ def _load_localize_output(folder: Path, gt_tum: Path | None, name: str | None = 
     if gt_tum:
         truth_stamps, truth_poses = load_tum(Path(gt_tum))
         truth_at = match_stamps(frame_stamps, truth_stamps)
+        if (truth_at < 0).all() and len(truth_stamps) == len(rows):
+            # `pram localize --images` stamps frames by --rate-hz, not by the TUM file: the
+            # same number of frames in name order is the same frames.
+            logger.info("%s: no stamp of %s matches; frames taken in order", folder, gt_tum)
+            truth_at = np.arange(len(rows))
         if (truth_at < 0).any():
             raise ValueError(f"{gt_tum}: no pose for {int((truth_at < 0).sum())} of the {len(rows)} frames "
                              f"of {folder / 'frames.csv'}")
