@@ -108,17 +108,26 @@ def run_live(config: LiveConfig) -> dict:
     poses, statuses = {}, {}
     listener.create_subscription(PoseWithCovarianceStamped, "/pram_node/pose",
                                  lambda m: poses.__setitem__(ns_from_time_msg(m.header.stamp), m), 100)
-    listener.create_subscription(LocalizationStatus, "/pram_node/status",
-                                 lambda m: statuses.__setitem__(ns_from_time_msg(m.header.stamp), m), 100)
+    idle_seen = []
+
+    def on_status(message) -> None:
+        # An idle status is stamped with the node's clock, which under use_sim_time can equal
+        # a frame's stamp: it must never replace that frame's status.
+        if message.state == LocalizationStatus.UNINITIALIZED:
+            idle_seen.append(message)
+        else:
+            statuses[ns_from_time_msg(message.header.stamp)] = message
+
+    listener.create_subscription(LocalizationStatus, "/pram_node/status", on_status, 100)
     processes: list[subprocess.Popen] = []
     env = dict(os.environ)
     try:
         node = subprocess.Popen(node_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
         processes.append(node)
         deadline = time.monotonic() + config.start_timeout_s
-        while not statuses and node.poll() is None and time.monotonic() < deadline:
+        while not idle_seen and node.poll() is None and time.monotonic() < deadline:
             executor.spin_once(timeout_sec=0.1)  # the node's first (idle) status: map and model loaded
-        if not statuses:
+        if not idle_seen:
             raise RuntimeError(f"pram_node did not start: {_stop(node)[-2000:]}")
         statuses.clear()
         logger.info("pram_node is up; replaying %s at rate %.2f", config.bag, config.rate)
