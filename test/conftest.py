@@ -130,3 +130,14 @@ def spin_until(node, executor, predicate, timeout_s: float) -> bool:
         if predicate():
             return True
     return predicate()
+
+
+def pose_on_a_line(x_m: float, yaw_deg: float = 0.0):
+    """world_from_cam 4x4 of a synthetic walk: at (x, 0.1 x, 1.2) m, turned yaw_deg about z."""
+    import numpy as np
+
+    yaw = np.radians(yaw_deg)
+    world_from_cam = np.eye(4)
+    world_from_cam[:3, :3] = [[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0], [0, 0, 1]]
+    world_from_cam[:3, 3] = [x_m, 0.1 * x_m, 1.2]
+    return world_from_cam

@@ -12,6 +12,7 @@ import matplotlib
 import numpy as np
 import pytest
 
+from conftest import pose_on_a_line
 from pram_ros.cli import main
 from pram_ros.evaluation import report
 from pram_ros.evaluation.report import SequenceRun, describe_metrics, load_report, summary_table, write_report
@@ -24,17 +25,9 @@ STAGES_MS = {"registration_ms": 9.0, "features_ms": 30.0, "tracking_ms": 2.0, "r
              "total_ms": 55.0}
 
 
-def _pose(x_m: float, yaw_deg: float = 0.0) -> np.ndarray:
-    yaw = np.radians(yaw_deg)
-    world_from_cam = np.eye(4)
-    world_from_cam[:3, :3] = [[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0], [0, 0, 1]]
-    world_from_cam[:3, 3] = [x_m, 0.1 * x_m, 1.2]
-    return world_from_cam
-
-
 def _run(frames: int, lost: set[int], wrong: set[int] = frozenset(), node_latency: bool = False) -> SequenceRun:
     """Frame i at x = 0.1 i m; localized ones 1-4 cm and 0.2-1.5 deg off, `wrong` ones 1 m off."""
-    truth = np.array([_pose(0.1 * i) for i in range(frames)])
+    truth = np.array([pose_on_a_line(0.1 * i) for i in range(frames)])
     results = []
     for i in range(frames):
         node = {"node_latency_ms": 120.0 + i} if node_latency else {}
@@ -43,7 +36,7 @@ def _run(frames: int, lost: set[int], wrong: set[int] = frozenset(), node_latenc
             continue
         timings = {**STAGES_MS, **node}
         offset_m = 1.0 if i in wrong else 0.01 + 0.003 * i
-        estimate = _pose(0.1 * i + offset_m, yaw_deg=0.2 + 0.13 * i)
+        estimate = pose_on_a_line(0.1 * i + offset_m, yaw_deg=0.2 + 0.13 * i)
         results.append(Result(i, State.TRACKED if i % 2 else State.RELOCALIZED, np.linalg.inv(estimate),
                               timings_ms=timings))
     return SequenceRun(np.arange(frames, dtype=np.int64) * 100_000_000, truth, results)
@@ -112,7 +105,7 @@ def test_error_cdf_tick_labels_do_not_overlap(max_error_deg):
     for i, result in enumerate(run.results):
         if result.localized:
             yaw_deg = 0.2 + (max_error_deg - 0.2) * i / 9
-            result.cam_from_world = np.linalg.inv(_pose(0.1 * i + 0.01 * (i + 1), yaw_deg))
+            result.cam_from_world = np.linalg.inv(pose_on_a_line(0.1 * i + 0.01 * (i + 1), yaw_deg))
     metrics = report.sequence_metrics(run.true_world_from_cam, run.estimates())
     figure = report._plot_error_cdf(plt, run, run.estimates(), {**metrics, "sequence": "s"})
     for axis in figure.axes:

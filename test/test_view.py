@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, spin_until, stop_process, venv_executable
+from conftest import REPO, pose_on_a_line, spin_until, stop_process, venv_executable
 from pram_ros.evaluation.metrics import pose_errors
 from pram_ros.io.tum import save_tum
 from pram_ros.mapping.mapfile import load_map
@@ -69,14 +69,6 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _pose(x_m: float, yaw_deg: float = 0.0) -> np.ndarray:
-    yaw = np.radians(yaw_deg)
-    world_from_cam = np.eye(4)
-    world_from_cam[:3, :3] = [[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0], [0, 0, 1]]
-    world_from_cam[:3, 3] = [x_m, 0.1 * x_m, 1.2]
-    return world_from_cam
-
-
 FRAMES, LOST, WRONG = 10, (3, 7, 8), (5,)
 STAMPS_NS = 1_700_000_000_000_000_000 + np.arange(FRAMES, dtype=np.int64) * 100_000_000
 
@@ -85,14 +77,14 @@ def _results():
     """Frame i at x = 0.1 i m; LOST frames 3, 7, 8; frame 5 a metre off; the rest 1-4 cm off."""
     from pram_ros.localization import Reason, Result, State
 
-    truth = np.array([_pose(0.1 * i) for i in range(FRAMES)])
+    truth = np.array([pose_on_a_line(0.1 * i) for i in range(FRAMES)])
     results = []
     for i in range(FRAMES):
         if i in LOST:
             results.append(Result(int(STAMPS_NS[i]), State.LOST, timings_ms={"total_ms": 30.0},
                                   reason=Reason.NOT_RECOGNIZED, message="no landmark recognized"))
             continue
-        estimate = _pose(0.1 * i + (1.0 if i in WRONG else 0.01 + 0.003 * i), yaw_deg=0.2 + 0.1 * i)
+        estimate = pose_on_a_line(0.1 * i + (1.0 if i in WRONG else 0.01 + 0.003 * i), yaw_deg=0.2 + 0.1 * i)
         results.append(Result(int(STAMPS_NS[i]), State.TRACKED, np.linalg.inv(estimate), num_inliers=100 + i,
                               timings_ms={"total_ms": 50.0}))
     return truth, results
@@ -443,7 +435,7 @@ def test_live_view_logs_a_nodes_topics(ros_node, processes, tmp_path):
         status_pub.publish(status)
         if status.state == LocalizationStatus.TRACKING:
             pose = PoseWithCovarianceStamped(header=header)
-            pose.pose.pose = pose_msg_from_matrix(_pose(0.05 * i))
+            pose.pose.pose = pose_msg_from_matrix(pose_on_a_line(0.05 * i))
             pose_pub.publish(pose)
         image_pub.publish(convert.rgb8_msg(header, np.full((48, 64, 3), (i * 7) % 255, np.uint8)))
         published["count"] += 1
