@@ -76,6 +76,31 @@ def test_replay_refuses_a_topic_the_bag_lacks(tiny_world, processes):
     assert "no topic /no/such/topic in the bag" in err and "Traceback" not in err
 
 
+def test_replay_waits_for_a_subscriber_before_the_first_frame(tiny_world, ros_node, processes):
+    """--wait-for: a subscriber that comes late (slow start, slow discovery) still gets
+    every frame, where a fixed --delay would have lost the first ones."""
+    from sensor_msgs.msg import Image
+
+    node, executor = ros_node
+    bag = tiny_world / "query_offpath" / "bag"
+    process = processes.start([venv_executable("pram"), "replay", "--bag", str(bag), "--topics", TOPICS.image,
+                               "--wait-for", TOPICS.image])
+    spin_until(node, executor, lambda: process.poll() is not None, timeout_s=3.0)
+    assert process.poll() is None, "played without a subscriber"
+    images = []
+    node.create_subscription(Image, TOPICS.image, images.append, QoSProfile(depth=100,
+                                                                             reliability=ReliabilityPolicy.RELIABLE))
+    image_stamps = _bag_stamps(bag, TOPICS.image)
+    spin_until(node, executor, lambda: process.poll() is not None and len(images) == len(image_stamps), 60.0)
+    code, _, err = stop_process(process)
+    assert code == 0 and "Traceback" not in err, err[-3000:]
+    assert [_stamp_ns(message.header) for message in images] == image_stamps
+
+    wrong = processes.start([venv_executable("pram"), "replay", "--bag", str(bag), "--wait-for", "/no/such/topic"])
+    _, err = wrong.communicate(timeout=30)
+    assert wrong.returncode == 2 and "no topic /no/such/topic to wait for" in err and "Traceback" not in err
+
+
 def test_replay_stops_cleanly_on_sigint(tiny_world, ros_node, processes):
     from sensor_msgs.msg import Image
 

@@ -46,7 +46,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from pram_ros.ros.replay import ReplayConfig, run_replay
 
     return run_replay(ReplayConfig(bag=Path(args.bag), rate=args.rate, clock=args.clock, clock_hz=args.clock_hz,
-                                   topics=tuple(args.topics) if args.topics else None, delay_s=args.delay))
+                                   topics=tuple(args.topics) if args.topics else None, delay_s=args.delay,
+                                   wait_for=tuple(args.wait_for or ())))
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
@@ -64,6 +65,8 @@ def _add_bag_commands(commands) -> None:
     replay.add_argument("--clock-hz", type=float, default=100.0, help="/clock rate in wall time (default 100)")
     replay.add_argument("--topics", nargs="+", help="play only these topics (default: all)")
     replay.add_argument("--delay", type=float, default=0.0, help="seconds to wait before playing, for discovery")
+    replay.add_argument("--wait-for", nargs="+", metavar="TOPIC",
+                        help="play only once each of these topics has a subscriber (at most 30 s)")
     replay.set_defaults(run=_cmd_replay)
     record = commands.add_parser("record", help="write topics from DDS to a rosbag2 (stands in for `ros2 bag record`)")
     record.add_argument("--topics", nargs="+", required=True, help="topics to record (types found on the graph)")

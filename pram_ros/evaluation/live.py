@@ -87,6 +87,9 @@ def run_live(config: LiveConfig) -> dict:
         transport = "compressed"  # the node subscribes to IMAGE/compressed, as image_transport names it
     elif config.image_topic not in topics:
         raise ValueError(f"{config.bag}: no topic {config.image_topic} (or {config.image_topic}/compressed)")
+    # The replay starts once the node subscribes: frames sent before that are lost.
+    played_image_topic = config.image_topic.rstrip("/") + "/compressed" if transport == "compressed" \
+        else config.image_topic
     params_file = config.params_file or Path(__file__).resolve().parents[2] / "config" / "pram.yaml"
     # Reliable images: on a loaded machine best-effort delivery of 1 MB messages loses many
     # in transport, which would hide what the node itself keeps up with (its drops are counted).
@@ -132,7 +135,8 @@ def run_live(config: LiveConfig) -> dict:
         statuses.clear()
         logger.info("pram_node is up; replaying %s at rate %.2f", config.bag, config.rate)
         replay = subprocess.Popen([_executable("pram"), "replay", "--bag", str(config.bag), "--rate", str(config.rate),
-                                   "--clock", "--delay", "1.0"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                   "--clock", "--delay", "1.0", "--wait-for", played_image_topic],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                   text=True, env=env)
         processes.append(replay)
         started = time.monotonic()

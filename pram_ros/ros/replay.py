@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 NS_PER_S = 1_000_000_000
 PROGRESS_PERIOD_S = 5.0
+WAIT_FOR_SUBSCRIBERS_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,10 @@ class ReplayConfig:
     clock_hz: float = 100.0
     topics: tuple[str, ...] | None = None  # None: every topic in the bag
     delay_s: float = 0.0  # before the first message, so that subscribers can discover us
+    # Topics that must have a subscriber before the first message (at most
+    # WAIT_FOR_SUBSCRIBERS_S): discovery can take longer than a fixed delay on a busy machine,
+    # and a volatile publisher's messages before the match are lost.
+    wait_for: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.rate > 0:
@@ -218,6 +223,18 @@ def replay_bag(node, config: ReplayConfig, stop: threading.Event | None = None) 
                 publish_clock(reader.start_time, repeat=True)
                 if stop.wait(min(left, clock_period_s) if clock_publisher is not None else left):
                     return ReplaySummary(counts, 0.0, 0.0, True)
+        missing = [topic for topic in config.wait_for if topic not in publishers]
+        if missing:
+            raise ValueError(f"{bag}: no topic {', '.join(missing)} to wait for")
+        waiting_until = time.monotonic() + WAIT_FOR_SUBSCRIBERS_S
+        while [t for t in config.wait_for if publishers[t].get_subscription_count() == 0]:
+            if time.monotonic() > waiting_until:
+                logger.warning("no subscriber on %s after %.0f s: playing anyway", ", ".join(config.wait_for),
+                               WAIT_FOR_SUBSCRIBERS_S)
+                break
+            publish_clock(reader.start_time, repeat=True)
+            if stop.wait(clock_period_s):
+                return ReplaySummary(counts, 0.0, 0.0, True)
         first_ns = None
         wall_start = time.monotonic()
         next_progress = wall_start + PROGRESS_PERIOD_S
