@@ -370,3 +370,14 @@ def test_odometry_in_the_bag_gives_the_unposed_map_metres(tmp_path):
 
     plain = images_from_bag(sequence / "bag", "/camera/image_raw", use_odometry=False)
     assert plain.odometry is None
+
+
+def test_landmark_count_comes_from_points_and_images_not_the_floor_area():
+    from pram_ros.mapping.landmarks import LandmarkConfig, choose_num_landmarks
+
+    config = LandmarkConfig()
+    # (points, mapping images) -> K: the demo map keeps its 10; small photo sets are capped by
+    # what they can teach (100 points a landmark, one landmark an image).
+    cases = {(17_796, 300): 10, (981, 30): 4, (335, 5): 3, (250, 40): 2, (65_000, 1_600): 36, (10**7, 10**5): 512}
+    assert {(points, images): choose_num_landmarks(points, config, images) for points, images in cases} == cases
+    assert choose_num_landmarks(17_796, LandmarkConfig(num_landmarks=7), 300) == 7

@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with poses: how close two cameras' look-at points must be to pair them "
                             "(default: twice the look-at distance)")
     build.add_argument("--align", help="TUM file: Sim3-align a map built without poses to these camera centres")
-    build.add_argument("--landmarks", type=positive_int, default=None, help="number of landmarks K (default: from the scene's size)")
+    build.add_argument("--landmarks", type=positive_int, default=None, help="number of landmarks K (default: one per 1,800 points, within what the points and images can teach)")
     build.add_argument("--extractor", default="xfeat", help="feature preset: xfeat (default), xfeat-1024, sift")
     build.add_argument("--work-dir", help="keep the COLMAP database and model here (default: a temporary folder)")
     build.add_argument("--out", required=True, help="map file to write (.npz)")

@@ -204,7 +204,7 @@ def build_map(images: ImageSet, config: MapBuildConfig | None = None, align_tum:
         well_triangulated = triangulation_angles_deg(tracks, centres) >= config.compression.min_tri_angle_deg
         # Poorly triangulated points take no part in landmarks (their track length is zeroed).
         labels, num_landmarks = cluster_landmarks(tracks.xyz, np.where(well_triangulated, tracks.lengths, 0),
-                                                  config.landmarks, metric, num_images=len(images.names))
+                                                  config.landmarks, num_images=len(images.names))
         timings["landmarks"] = time.perf_counter() - start
 
         start = time.perf_counter()

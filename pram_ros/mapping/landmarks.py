@@ -18,9 +18,11 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class LandmarkConfig:
-    num_landmarks: int | None = None  # None: chosen from the scene's extent
-    area_per_landmark_m2: float = 6.0  # metric maps: one landmark per this much floor area
-    points_per_landmark: int = 1500  # maps without metric scale: one landmark per this many points
+    num_landmarks: int | None = None  # None: chosen from the points and images
+    # One landmark per this many well-triangulated points (the demo map's 17,796 points make
+    # its 10 landmarks, the K its recognizer was measured with); the scene's floor area is
+    # not used: it gave a 30-photo courtyard of 981 points 112 landmarks.
+    points_per_landmark: int = 1800
     min_landmarks: int = 4
     max_landmarks: int = 512
     # What a landmark needs for the recognizer to learn it: the chosen K is capped so that
@@ -30,53 +32,31 @@ class LandmarkConfig:
     seed: int = 0
 
 
-def scene_area_m2(xyz: np.ndarray) -> float:
-    """Area spanned by the points' two main directions (robust 2nd-98th percentiles).
-
-    PCA rather than the z-up floor plane, so it also works for maps whose frame is
-    not gravity-aligned.
-    """
-    if len(xyz) < 3:
-        return 0.0
-    centred = xyz - np.median(xyz, axis=0)
-    _, _, axes = np.linalg.svd(centred[:: max(1, len(xyz) // 20000)], full_matrices=False)
-    projected = centred @ axes[:2].T
-    extent = np.percentile(projected, 98, axis=0) - np.percentile(projected, 2, axis=0)
-    return float(extent[0] * extent[1])
-
-
-def choose_num_landmarks(xyz: np.ndarray, config: LandmarkConfig, metric: bool = True,
-                         num_images: int | None = None) -> int:
-    """K from the user, else from the scene's area (metric maps) or point count, capped by
-    what the data can teach: `min_points_per_landmark` points each and at most one landmark
-    per mapping image (a 30-photo courtyard of 981 points got 112 landmarks from its area,
-    and its recognizer learned to answer background everywhere)."""
+def choose_num_landmarks(num_points: int, config: LandmarkConfig, num_images: int | None = None) -> int:
+    """K from the user, else one per `points_per_landmark` points (within [min_landmarks,
+    max_landmarks]), capped by what the data can teach: `min_points_per_landmark` points
+    each and at most one landmark per mapping image."""
     if config.num_landmarks is not None:
         return int(config.num_landmarks)
-    if metric:
-        k = round(scene_area_m2(xyz) / config.area_per_landmark_m2)
-    else:
-        k = round(len(xyz) / config.points_per_landmark)
-    k = int(np.clip(k, config.min_landmarks, config.max_landmarks))
-    cap = len(xyz) // max(config.min_points_per_landmark, 1)
+    k = int(np.clip(round(num_points / config.points_per_landmark), config.min_landmarks, config.max_landmarks))
+    cap = num_points // max(config.min_points_per_landmark, 1)
     if num_images is not None:
         cap = min(cap, num_images)
     if k > cap:
-        logger.info("%d landmarks by the scene's size, %d for %d points%s", k, max(cap, 1), len(xyz),
+        logger.info("%d landmarks by the point count, %d for %d points%s", k, max(cap, 1), num_points,
                     f" and {num_images} images" if num_images is not None else "")
     return max(1, min(k, cap))
 
 
 def cluster_landmarks(
-    xyz: np.ndarray, track_lengths: np.ndarray, config: LandmarkConfig, metric: bool = True,
-    num_images: int | None = None,
+    xyz: np.ndarray, track_lengths: np.ndarray, config: LandmarkConfig, num_images: int | None = None,
 ) -> tuple[np.ndarray, int]:
     """(landmark id per point [P] int32 with 0 = background, K)."""
     eligible = np.flatnonzero(track_lengths >= config.min_track_length)
     labels = np.zeros(len(xyz), dtype=np.int32)
     if len(eligible) == 0:
         raise ValueError(f"no 3D point has a track of length >= {config.min_track_length}: too few matches to map")
-    k = choose_num_landmarks(xyz[eligible], config, metric, num_images)
+    k = choose_num_landmarks(len(eligible), config, num_images)
     if k < 1:
         raise ValueError(f"number of landmarks must be >= 1, got {k}")
     k = min(k, len(eligible))
