@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from pram_ros.evaluation.report import SequenceRun, write_report
+from pram_ros.io.image_msgs import recorded_image_topic
 from pram_ros.io.rosbag import bag_topics, deserialize, iter_bag_messages
 from pram_ros.localization import Reason, Result, State
 
@@ -81,15 +82,10 @@ def run_live(config: LiveConfig) -> dict:
     from pram_ros.ros.tf import matrix_from_pose_msg, ns_from_time_msg
 
     truth = _ground_truth(config.bag, config.ground_truth_topic)
-    topics = bag_topics(config.bag)
-    transport = "raw"
-    if config.image_topic not in topics and config.image_topic.rstrip("/") + "/compressed" in topics:
-        transport = "compressed"  # the node subscribes to IMAGE/compressed, as image_transport names it
-    elif config.image_topic not in topics:
-        raise ValueError(f"{config.bag}: no topic {config.image_topic} (or {config.image_topic}/compressed)")
-    # The replay starts once the node subscribes: frames sent before that are lost.
-    played_image_topic = config.image_topic.rstrip("/") + "/compressed" if transport == "compressed" \
-        else config.image_topic
+    # The node subscribes to IMAGE/compressed for a bag of compressed images; the replay
+    # starts once it has: frames sent before that are lost.
+    played_image_topic = recorded_image_topic(config.image_topic, bag_topics(config.bag), str(config.bag))
+    transport = "raw" if played_image_topic == config.image_topic else "compressed"
     params_file = config.params_file or Path(__file__).resolve().parents[2] / "config" / "pram.yaml"
     # Reliable images: on a loaded machine best-effort delivery of 1 MB messages loses many
     # in transport, which would hide what the node itself keeps up with (its drops are counted).

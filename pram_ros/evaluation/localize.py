@@ -21,7 +21,10 @@ from pram_ros.io.imageset import ImageSet
 from pram_ros.io.tum import save_tum
 from pram_ros.localization import Result
 
-STAGES = ("features_ms", "recognition_ms", "tracking_ms", "retrieval_ms", "registration_ms", "total_ms")
+# The localizer's stages in the order a frame runs through them (retrieval: the baseline's
+# stand-in for recognition; continuity: the check after registration).
+STAGE_ORDER = ("features_ms", "retrieval_ms", "recognition_ms", "tracking_ms", "registration_ms", "continuity_ms")
+STAGES = (*STAGE_ORDER, "total_ms")  # frames.csv's columns
 
 
 def localize_frames(localizer, images: ImageSet, stamps_ns: np.ndarray) -> list[Result]:

@@ -17,15 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pram_ros.evaluation.localize import localize_frames, write_frames_csv
+from pram_ros.evaluation.localize import STAGE_ORDER, localize_frames, write_frames_csv
 from pram_ros.evaluation.metrics import WRONG_R_DEG, WRONG_T_M, pose_errors, sequence_metrics
 from pram_ros.io.imageset import ImageSet
 from pram_ros.io.tum import load_tum, save_tum
 from pram_ros.localization import Localizer, Result
 
-# The localizer's stages in the order a frame runs through them (retrieval: the baseline's
-# stand-in for recognition; continuity: the check after registration); others go before total.
-STAGE_ORDER = ("features_ms", "retrieval_ms", "recognition_ms", "tracking_ms", "registration_ms", "continuity_ms")
 NODE_LATENCY = "node_latency_ms"  # live runs only: image stamp to publish, not a stage of the pipeline
 # A live run that processed fewer of the bag's frames than this, or ran on a machine with
 # more load than cores, measured the machine as much as the localizer.

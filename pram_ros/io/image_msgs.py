@@ -47,15 +47,16 @@ def decode_compressed(message) -> np.ndarray:
     image_format = str(message.format).lower()
     if "compresseddepth" in image_format:
         raise ValueError(f"compressed image format {message.format!r}: a depth image, not a camera image")
-    data = np.frombuffer(bytes(message.data) if not isinstance(message.data, np.ndarray) else message.data,
-                         dtype=np.uint8)
+    data = _data(message)
     if not len(data):
         raise ValueError(f"compressed image ({message.format!r}) has no data")
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ValueError(f"compressed image ({message.format!r}, {len(data)} bytes) is not a readable JPEG or PNG")
+    if image.ndim == 2 and image.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"compressed image ({message.format!r}) decodes to {image.dtype} data, not a camera image")
     if image.ndim == 2:
-        return image if image.dtype in (np.uint8, np.uint16) else _refuse_dtype(message.format, image.dtype)
+        return image
     image = _to_uint8(image)
     code = cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB
     return cv2.cvtColor(image, code)
@@ -99,8 +100,7 @@ def decode_raw(message) -> np.ndarray:
 def _pixels(message, encoding: str, width: int, rows: int, step: int, channels: int, dtype) -> np.ndarray:
     dtype = np.dtype(dtype).newbyteorder(">" if message.is_bigendian else "<")
     row_bytes = width * channels * dtype.itemsize
-    data = np.frombuffer(bytes(message.data) if not isinstance(message.data, np.ndarray) else message.data,
-                         dtype=np.uint8)
+    data = _data(message)
     if step < row_bytes or len(data) < step * rows:
         raise ValueError(f"image {width}x{int(message.height)} {encoding}: {len(data)} bytes with step {step} "
                          "is too short")
@@ -115,12 +115,30 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     return np.rint(image.astype(np.float32) / 257.0).astype(np.uint8)
 
 
-def _refuse_dtype(image_format: str, dtype) -> np.ndarray:
-    raise ValueError(f"compressed image ({image_format!r}) decodes to {dtype} data, not a camera image")
+def _data(message) -> np.ndarray:
+    """The message's bytes as uint8 (rosbags gives an array, rclpy a sequence)."""
+    data = message.data
+    return data if isinstance(data, np.ndarray) else np.frombuffer(bytes(data), dtype=np.uint8)
+
+
+def compressed_topic(image_topic: str) -> str:
+    """Where image_transport's compressed plugin publishes IMAGE: IMAGE/compressed."""
+    return image_topic.rstrip("/") + "/compressed"
+
+
+def recorded_image_topic(image_topic: str, topics: dict[str, str], source: str) -> str:
+    """The topic holding IMAGE's frames among `topics` (name -> type): IMAGE itself, else
+    its /compressed; ValueError naming the image topics there are."""
+    if image_topic in topics:
+        return image_topic
+    if compressed_topic(image_topic) in topics:
+        return compressed_topic(image_topic)
+    images = sorted(t for t, kind in topics.items() if kind.endswith(("/Image", "/CompressedImage")))
+    raise ValueError(f"{source}: no topic {image_topic}; its image topics: {', '.join(images) or 'none'}")
 
 
 def camera_info_topic_of(image_topic: str) -> str:
     """The CameraInfo topic beside an image topic, as image_transport names them:
     /cam/image_raw and /cam/image_raw/compressed -> /cam/camera_info."""
-    base = image_topic.rstrip("/").removesuffix("/compressed")
+    base = image_topic.rstrip("/").removesuffix("/compressed")  # see compressed_topic
     return base.rsplit("/", 1)[0] + "/camera_info" if "/" in base else "camera_info"

@@ -119,17 +119,14 @@ def images_from_bag(bag: Path, image_topic: str, camera_info_topic: str | None =
     frame in the map, or from a TUM file, matched to images by stamp. Without poses, the
     camera's odometry comes from /tf and /tf_static where they join the camera's frame.
     """
-    from pram_ros.io.image_msgs import camera_info_topic_of, decode_image
+    from pram_ros.io.image_msgs import camera_info_topic_of, decode_image, recorded_image_topic
     from pram_ros.io.rosbag import bag_topics, deserialize, iter_bag_messages  # rosbags only for bags
 
     bag = Path(bag)
-    available = bag_topics(bag)
-    if image_topic not in available and image_topic.rstrip("/") + "/compressed" in available:
-        image_topic = image_topic.rstrip("/") + "/compressed"  # what image_transport records
-        logger.info("%s: reading the compressed images on %s", bag, image_topic)
-    images = sorted(t for t, kind in available.items() if kind.endswith(("/Image", "/CompressedImage")))
-    if image_topic not in available:
-        raise ValueError(f"{bag}: no topic {image_topic}; its image topics: {', '.join(images) or 'none'}")
+    recorded = recorded_image_topic(image_topic, bag_topics(bag), str(bag))
+    if recorded != image_topic:
+        logger.info("%s: reading the compressed images on %s", bag, recorded)
+    image_topic = recorded
     camera_info_topic = camera_info_topic or camera_info_topic_of(image_topic)
     stamps, camera, poses, camera_frame = [], None, {}, None
     topics = [image_topic, camera_info_topic] + ([pose_topic] if pose_topic else [])

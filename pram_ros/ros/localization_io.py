@@ -31,7 +31,7 @@ from visualization_msgs.msg import MarkerArray
 
 from pram_ros.geometry import attached_frame_covariance, invert, world_from_cam_covariance
 from pram_ros.io.camera import check_distortion
-from pram_ros.io.image_msgs import decode_image
+from pram_ros.io.image_msgs import compressed_topic, decode_image
 from pram_ros.localization import LOST_VARIANCE, Localizer, LocalizerConfig, Reason, Result, State
 from pram_ros.localization.loading import create_localizer, load_parts
 from pram_ros.msg import LocalizationStatus
@@ -116,7 +116,7 @@ class LocalizationIO:
     @property
     def image_topic(self) -> str:
         p = self.params
-        return p.image_topic.rstrip("/") + "/compressed" if p.image_transport == "compressed" else p.image_topic
+        return compressed_topic(p.image_topic) if p.image_transport == "compressed" else p.image_topic
 
     def describe(self) -> str:
         p = self.params

@@ -79,6 +79,7 @@ class PramNode(Node):
     def __init__(self) -> None:
         super().__init__("pram_node")
         declare_params(self)
+        self.io_lock = threading.Lock()  # the localization loop holds it while it uses `io`
         self.io = LocalizationIO(self, *read_params(self))
         self.io.activate()
         self.get_logger().info(self.io.describe())
@@ -147,7 +148,6 @@ def _malloc_trim() -> None:
 
 def localize_until_shutdown(node: PramNode | PramLifecycleNode, stop: threading.Event) -> None:
     """Localize the newest frame, again and again, until `stop` or the context ends."""
-    lock = getattr(node, "io_lock", None) or threading.Lock()
     while not stop.is_set() and node.context.ok():
         io = node.localizing()
         if io is None:  # a lifecycle node not configured
@@ -155,7 +155,7 @@ def localize_until_shutdown(node: PramNode | PramLifecycleNode, stop: threading.
             continue
         if not io.wake.wait(timeout=0.2):
             continue
-        with lock:
+        with node.io_lock:
             if node.localizing() is io:  # not cleaned up meanwhile
                 io.process_newest()
 
