@@ -5,9 +5,12 @@ every localization method.
         --out out/real/fountain-P11 [--bench] [--rebuild]
 
 A scene folder holds images/, camera.yaml and poses.tum (world_from_camera, one line per
-image in name order), as ../shared/data/strecha_dev does. The split links the photos
-(symlinks: nothing is copied) into OUT/mapping and OUT/query, each with its camera.yaml and
-its share of the poses: the layout `pram bench --dataset` reads. With --bench it runs
+image in name order), as ../shared/data/strecha_dev does; or images/ and
+reference_poses.txt (`name fx fy cx cy qw qx qy qz tx ty tz`: each photo's own camera and
+its cam_from_world, COLMAP's conventions), as ../shared/data/sacre_coeur does. The split
+links the photos (symlinks: nothing is copied) into OUT/mapping and OUT/query, each with
+its camera.yaml (or cameras/NAME.yaml, one per photo) and its share of the poses: the
+layout `pram bench --dataset` reads. With --bench it runs
 `pram bench --dataset OUT --out OUT/bench` (building the map, the recognizer and the
 retrieval database in OUT when missing; --rebuild deletes them first). Commands run as
 `python -m pram_ros.cli` with this interpreter, so the working directory chooses the code
@@ -17,19 +20,55 @@ measured.
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from pram_ros.geometry import invert, make_transform
+from pram_ros.io.camera import save_camera_yaml
+from pram_ros.io.colmap import COLMAP_PIXEL_OFFSET
+from pram_ros.io.images import load_image
+from pram_ros.io.tum import save_tum
+
 BUILT = ("map.npz", "map.recognizer.safetensors", "map.retrieval.npz")
+
+
+def reference_cameras(scene: Path, images: list[Path]) -> tuple[list[tuple[np.ndarray, int, int]], np.ndarray]:
+    """Each photo's (K, width, height) in OpenCV's pixel convention and world_from_cam, from
+    reference_poses.txt."""
+    rows = {}
+    for line in (scene / "reference_poses.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            fields = line.split()
+            rows[fields[0]] = np.array(fields[1:12], float)
+    missing = [p.name for p in images if p.name not in rows]
+    if missing:
+        raise SystemExit(f"{scene / 'reference_poses.txt'}: no line for {len(missing)} images, e.g. {missing[0]}")
+    cameras, poses = [], []
+    for path in images:
+        fx, fy, cx, cy, qw, qx, qy, qz, tx, ty, tz = rows[path.name]
+        height, width = load_image(path).shape[:2]
+        K = np.array([[fx, 0, cx - COLMAP_PIXEL_OFFSET], [0, fy, cy - COLMAP_PIXEL_OFFSET], [0, 0, 1]])
+        cameras.append((K, width, height))
+        cam_from_world = make_transform(Rotation.from_quat([qx, qy, qz, qw]).as_matrix(), np.array([tx, ty, tz]))
+        poses.append(invert(cam_from_world))
+    return cameras, np.array(poses)
 
 
 def split(scene: Path, out: Path, query_parity: int = 1) -> dict[str, Path]:
     """OUT/mapping and OUT/query: even and odd images (by name order) with their poses."""
     images = sorted(p for p in (scene / "images").iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    poses = [line for line in (scene / "poses.tum").read_text().splitlines() if line.strip() and line[0] != "#"]
-    if len(poses) != len(images):
-        raise SystemExit(f"{scene / 'poses.tum'}: {len(poses)} poses for {len(images)} images")
+    per_photo = (scene / "reference_poses.txt").is_file()
+    if per_photo:
+        cameras, world_from_cam = reference_cameras(scene, images)
+    else:
+        poses = [line for line in (scene / "poses.tum").read_text().splitlines() if line.strip() and line[0] != "#"]
+        if len(poses) != len(images):
+            raise SystemExit(f"{scene / 'poses.tum'}: {len(poses)} poses for {len(images)} images")
     folders = {}
     for part, parity in (("mapping", 1 - query_parity), ("query", query_parity)):
         folder = out / part
@@ -41,15 +80,24 @@ def split(scene: Path, out: Path, query_parity: int = 1) -> dict[str, Path]:
             (folder / "images" / images[i].name).symlink_to(images[i].resolve())
         camera = folder / "camera.yaml"
         camera.unlink(missing_ok=True)
-        camera.symlink_to((scene / "camera.yaml").resolve())
-        (folder / "poses.tum").write_text("\n".join(poses[i] for i in keep) + "\n")
+        shutil.rmtree(folder / "cameras", ignore_errors=True)
+        if per_photo:
+            (folder / "cameras").mkdir()
+            for i in keep:
+                save_camera_yaml(folder / "cameras" / f"{images[i].stem}.yaml", *cameras[i], camera_name=images[i].stem)
+            # Photos have no capture times: one second apart, in name order.
+            save_tum(folder / "poses.tum", np.array(keep, np.int64) * 10**9, world_from_cam[keep])
+        else:
+            camera.symlink_to((scene / "camera.yaml").resolve())
+            (folder / "poses.tum").write_text("\n".join(poses[i] for i in keep) + "\n")
         folders[part] = folder
     return folders
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scene", type=Path, required=True, help="folder with images/, camera.yaml, poses.tum")
+    parser.add_argument("--scene", type=Path, required=True,
+                        help="folder with images/ and camera.yaml + poses.tum, or reference_poses.txt")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--query-parity", type=int, choices=(0, 1), default=1, help="1: odd images are queries")
     parser.add_argument("--bench", action="store_true", help="pram bench --dataset OUT (every method)")

@@ -47,9 +47,10 @@ def _query_unmapped(query_dir: Path, map_path: str) -> bool:
 def _check_camera_yaml(images_dir: Path, command: str = "pram eval", other: str = "") -> None:
     """`pram eval` and `pram bench` read the camera from camera.yaml beside the images: say so
     before the image set's own message, which suggests a --camera option they do not have."""
-    if images_dir.is_dir() and not any((d / "camera.yaml").is_file() for d in (images_dir, images_dir.parent)):
+    if images_dir.is_dir() and not any((d / "camera.yaml").is_file() or (d / "cameras").is_dir()
+                                       for d in (images_dir, images_dir.parent)):
         raise FileNotFoundError(f"no camera.yaml in {images_dir} or its parent: `{command}` reads the camera from "
-                                f"there (ROS calibration format){other}")
+                                f"there (ROS calibration format; or cameras/NAME.yaml, one per image){other}")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -76,7 +76,9 @@ def evenly_spaced(sequence: QuerySequence, count: int) -> QuerySequence:
         for index, name in enumerate(names):
             yield index, load_image(folder / name)
 
-    images = replace(sequence.images, names=names, frames=frames, world_from_cam=sequence.images.world_from_cam[keep])
+    images = replace(sequence.images, names=names, frames=frames, world_from_cam=sequence.images.world_from_cam[keep],
+                     image_K=None if sequence.images.one_camera else sequence.images.image_K[keep],
+                     image_size=None if sequence.images.one_camera else sequence.images.image_size[keep])
     return QuerySequence(sequence.name, images, sequence.stamps_ns[keep])
 
 
@@ -97,7 +99,7 @@ def run_method(method: str, localizer: Localizer, sequences: list[QuerySequence]
     """One method over every sequence -> its bench.json entry: metrics pooled and per
     sequence, the frames' states and the bytes the localizer holds for its map."""
     first = sequences[0].images
-    localizer.set_camera(first.K, first.width, first.height)
+    localizer.set_camera(*first.camera_of(0))
     for _, rgb in islice(first.frames(), warmup_frames):
         localizer.process(rgb, 0)
     truth, estimates, timings, per_sequence = [], [], [], {}

@@ -31,9 +31,9 @@ def localize_frames(localizer, images: ImageSet, stamps_ns: np.ndarray) -> list[
     """Every image through the localizer, in order, with the images' own camera."""
     if len(stamps_ns) != len(images.names):
         raise ValueError(f"{len(stamps_ns)} stamps for {len(images.names)} images")
-    localizer.set_camera(images.K, images.width, images.height)  # undistorted images' camera
     results = []
     for index, rgb in progress(images.frames(), total=len(images.names), desc="localize", unit="frame", leave=False):
+        localizer.set_camera(*images.camera_of(index))  # the undistorted image's camera
         results.append(localizer.process(rgb, int(stamps_ns[index])))
     return results
 

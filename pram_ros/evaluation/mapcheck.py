@@ -19,11 +19,11 @@ from pram_ros.mapping.mapfile import PramMap
 def surface_errors_m(pram_map: PramMap, sequence_dir: Path, image_step: int = 1) -> np.ndarray:
     """For every observation of a map point in a database image (every `image_step`-th
     image), |point depth in that camera - rendered depth at its projection|."""
-    K = pram_map.K(0)
     observed = pram_map.points_per_image()
     errors = []
     for image in range(0, pram_map.num_images, image_step):
-        uv, z = project_points(pram_map.point_xyz[observed[image]], pram_map.cam_from_world(image), K)
+        uv, z = project_points(pram_map.point_xyz[observed[image]], pram_map.cam_from_world(image),
+                              pram_map.K(pram_map.image_camera[image]))
         depth = load_depth(Path(sequence_dir) / "depth" / pram_map.image_names[image])
         inside = in_view(uv, z, depth.shape[1], depth.shape[0], min_depth_m=0.0)
         pixel = np.rint(uv[inside]).astype(int)

@@ -34,6 +34,7 @@ class SequenceRun:
     stamps_ns: np.ndarray
     true_world_from_cam: np.ndarray
     results: list[Result]
+    names: list[str] | None = None  # the frames' image names (default: their stamps)
 
     def estimates(self) -> list[np.ndarray | None]:
         return [r.world_from_cam if r.localized else None for r in self.results]
@@ -43,7 +44,7 @@ def run_sequence(localizer: Localizer, images: ImageSet, stamps_ns: np.ndarray) 
     if images.world_from_cam is None:
         raise ValueError("evaluation needs ground-truth poses (--gt TUM); `pram localize` runs without")
     results = localize_frames(localizer, images, stamps_ns)
-    return SequenceRun(np.asarray(stamps_ns), np.asarray(images.world_from_cam), results)
+    return SequenceRun(np.asarray(stamps_ns), np.asarray(images.world_from_cam), results, list(images.names))
 
 
 def sequence_name(info: dict, out: Path) -> str:
@@ -72,7 +73,7 @@ def write_report(out: Path, run: SequenceRun, info: dict) -> dict:
              np.array([estimates[i] for i in localized]).reshape(-1, 4, 4))
     # Which frames were evaluated, and why each LOST one was: a live run evaluates only
     # the frames the node processed.
-    write_frames_csv(out / "frames.csv", [str(int(s)) for s in run.stamps_ns], run.stamps_ns, run.results)
+    write_frames_csv(out / "frames.csv", run.names or [str(int(s)) for s in run.stamps_ns], run.stamps_ns, run.results)
     _plot(out, run, estimates, metrics)
     return metrics
 

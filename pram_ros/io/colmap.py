@@ -1,9 +1,9 @@
 """COLMAP models (from COLMAP, hloc, or any tool that writes one): cameras and poses.
 
 In: a model folder (cameras/images/points3D as .bin or .txt). Out: a `ColmapModel`, the
-registered images' names (sorted), one pinhole camera in OpenCV's pixel convention, and
-world_from_cam [N x 4 x 4]. Points are not read: the map is triangulated again from our own
-features against these poses.
+registered images' names (sorted), each image's pinhole camera in OpenCV's pixel convention
+(a photo collection has many), and world_from_cam [N x 4 x 4]. Points are not read: the
+map is triangulated again from our own features against these poses.
 
 COLMAP puts the centre of the top-left pixel at (0.5, 0.5), OpenCV at (0, 0):
 `COLMAP_PIXEL_OFFSET` is that difference, and this module its one home.
@@ -26,9 +26,8 @@ _PINHOLE_PARAMS = {"SIMPLE_PINHOLE": 3, "PINHOLE": 4, "SIMPLE_RADIAL": 3, "RADIA
 @dataclass
 class ColmapModel:
     names: list[str]
-    K: np.ndarray
-    width: int
-    height: int
+    K: np.ndarray  # [N x 3 x 3], each image's
+    sizes: np.ndarray  # [N x 2] width, height
     world_from_cam: np.ndarray
 
 
@@ -48,7 +47,7 @@ def camera_intrinsics(camera, where: str) -> np.ndarray:
 
 
 def load_colmap_model(model_dir: Path) -> ColmapModel:
-    """The registered images of a COLMAP model, sorted by name, with their one camera."""
+    """The registered images of a COLMAP model, sorted by name, with their cameras."""
     import pycolmap
 
     model_dir = Path(model_dir)
@@ -64,15 +63,12 @@ def load_colmap_model(model_dir: Path) -> ColmapModel:
     cameras = {image.camera_id for image in posed}
     intrinsics = {camera_id: camera_intrinsics(reconstruction.cameras[camera_id], str(model_dir))
                   for camera_id in cameras}
-    sizes = {(reconstruction.cameras[c].width, reconstruction.cameras[c].height) for c in cameras}
-    K = next(iter(intrinsics.values()))
-    if len(sizes) > 1 or any(not np.allclose(k, K, atol=1e-6) for k in intrinsics.values()):
-        raise ValueError(f"{model_dir}: the registered images use {len(cameras)} different cameras; a map takes "
-                         "one camera (build one map per camera)")
-    width, height = sizes.pop()
     world_from_cam = []
     for image in posed:
         cam_from_world = np.eye(4)
         cam_from_world[:3] = image.cam_from_world().matrix()
         world_from_cam.append(np.linalg.inv(cam_from_world))
-    return ColmapModel([image.name for image in posed], K, int(width), int(height), np.array(world_from_cam))
+    sizes = [(reconstruction.cameras[image.camera_id].width, reconstruction.cameras[image.camera_id].height)
+             for image in posed]
+    return ColmapModel([image.name for image in posed], np.array([intrinsics[image.camera_id] for image in posed]),
+                       np.array(sizes, np.int64), np.array(world_from_cam))

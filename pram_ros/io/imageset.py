@@ -1,8 +1,9 @@
-"""An `ImageSet`: the images mapping, recognition and evaluation read, one camera.
+"""An `ImageSet`: the images mapping, recognition and evaluation read.
 
-In: a folder of images (+ camera.yaml, optional TUM poses), a COLMAP model and its images,
-or an image topic of a rosbag2 (+ its CameraInfo, optional PoseStamped topic or TUM poses,
-else the camera's odometry from /tf). Out: an `ImageSet`, names + one pinhole camera +
+In: a folder of images (+ camera.yaml, or cameras/NAME.yaml per image for a photo
+collection; optional TUM poses), a COLMAP model and its images, or an image topic of a
+rosbag2 (+ its CameraInfo, optional PoseStamped topic or TUM poses, else the camera's
+odometry from /tf). Out: an `ImageSet`, names + pinhole cameras (one, or one per image) +
 optional poses (+ odometry), whose frames are read lazily in order.
 Images with distortion (camera.yaml or CameraInfo: plumb_bob or rational_polynomial) are
 undistorted as they are read, to the same K: every consumer sees pinhole images.
@@ -32,10 +33,12 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 @dataclass
 class ImageSet:
-    """Database images in capture order: names, one pinhole camera, optional poses.
+    """Database images in capture order: names, pinhole cameras, optional poses.
 
     `frames()` yields (index, RGB uint8 [H x W x 3]) once, in order; images are not
     held in memory. `world_from_cam` is [N x 4 x 4] (OpenCV camera axes) or None.
+    `K`, `width`, `height` are the camera of every image, or of the first one where
+    `image_K` and `image_size` give each image its own (a photo collection).
     """
 
     names: list[str]
@@ -48,17 +51,76 @@ class ImageSet:
     # Without poses, from a bag's /tf: the camera's odometry (metric, drifting), for
     # pairing and scale.
     odometry: CameraOdometry | None = None
+    image_K: np.ndarray | None = None  # [N x 3 x 3], only where the cameras differ
+    image_size: np.ndarray | None = None  # [N x 2] width, height, with image_K
+
+    @property
+    def one_camera(self) -> bool:
+        return self.image_K is None
+
+    @property
+    def Ks(self) -> np.ndarray:  # noqa: N802 (the usual name of the intrinsics)
+        """[N x 3 x 3]: each image's K."""
+        if self.image_K is not None:
+            return self.image_K
+        return np.broadcast_to(self.K, (len(self.names), 3, 3))
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """[N x 2]: each image's width and height."""
+        if self.image_size is not None:
+            return self.image_size
+        return np.broadcast_to(np.array([self.width, self.height]), (len(self.names), 2))
+
+    def camera_of(self, index: int) -> tuple[np.ndarray, int, int]:
+        """(K, width, height) of one image."""
+        width, height = (int(v) for v in self.sizes[index])
+        return self.Ks[index], width, height
+
+
+def with_cameras(names: list[str], Ks: np.ndarray, sizes: np.ndarray, frames, world_from_cam, source: dict,
+                 odometry: CameraOdometry | None = None) -> ImageSet:
+    """An ImageSet from per-image cameras, with one camera where they are all the same."""
+    Ks, sizes = np.asarray(Ks, np.float64), np.asarray(sizes, np.int64)
+    same = bool(np.allclose(Ks, Ks[0], atol=1e-6) and np.all(sizes == sizes[0]))
+    return ImageSet(names, Ks[0].copy(), int(sizes[0, 0]), int(sizes[0, 1]), frames, world_from_cam, source, odometry,
+                    None if same else Ks, None if same else sizes)
 
 
 def _find_camera_yaml(images_dir: Path) -> Path:
-    for candidate in (images_dir / "camera.yaml", images_dir.parent / "camera.yaml"):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"no camera.yaml in {images_dir} or its parent: pass --camera")
+    for folder in (images_dir, images_dir.parent):
+        for candidate in (folder / "camera.yaml", folder / "cameras"):
+            if candidate.is_file() or candidate.is_dir():
+                return candidate
+    raise FileNotFoundError(f"no camera.yaml (or cameras/ with one NAME.yaml per image) in {images_dir} or its "
+                            "parent: pass --camera")
+
+
+def _folder_cameras(camera: Path, paths: list[Path]) -> tuple[np.ndarray, np.ndarray, list]:
+    """Each image's K, size and undistortion maps from camera.yaml, or from the folder
+    `camera` of per-image YAMLs (cameras/NAME.yaml, NAME the image's file name without suffix)."""
+    if camera.is_dir():
+        yamls = [camera / f"{path.stem}.yaml" for path in paths]
+        missing = [y.name for y in yamls if not y.is_file()]
+        if missing:
+            raise FileNotFoundError(f"{camera}: no camera for {len(missing)} of {len(paths)} images, e.g. "
+                                    f"{missing[0]} (one NAME.yaml per image)")
+    else:
+        yamls = [camera] * len(paths)
+    by_path = {}
+    for yaml_path in dict.fromkeys(yamls):
+        K, width, height = load_camera_yaml(yaml_path)
+        distortion = load_distortion(yaml_path)
+        by_path[yaml_path] = (K, (width, height),
+                              undistort_maps(K, width, height, distortion) if len(distortion) else None)
+    chosen = [by_path[y] for y in yamls]
+    return np.array([c[0] for c in chosen]), np.array([c[1] for c in chosen]), [c[2] for c in chosen]
 
 
 def images_from_folder(images_dir: Path, camera_yaml: Path | None = None, poses_tum: Path | None = None) -> ImageSet:
-    """Images sorted by name; poses (TUM, world_from_cam) must list one pose per image, in order."""
+    """Images sorted by name; poses (TUM, world_from_cam) must list one pose per image, in order.
+    `camera_yaml` is one camera.yaml or a folder of NAME.yaml, one per image (default: found
+    next to the images or in their parent)."""
     images_dir = Path(images_dir)
     if not images_dir.is_dir():
         raise FileNotFoundError(f"{images_dir}: not a folder of images")
@@ -66,9 +128,7 @@ def images_from_folder(images_dir: Path, camera_yaml: Path | None = None, poses_
     if not paths:
         raise ValueError(f"{images_dir}: no images ({', '.join(IMAGE_SUFFIXES)})")
     camera_yaml = Path(camera_yaml) if camera_yaml else _find_camera_yaml(images_dir)
-    K, width, height = load_camera_yaml(camera_yaml)
-    distortion = load_distortion(camera_yaml)
-    undistort = undistort_maps(K, width, height, distortion) if len(distortion) else None
+    Ks, sizes, undistort = _folder_cameras(camera_yaml, paths)
     world_from_cam = None
     if poses_tum is not None:
         _, world_from_cam = load_tum(poses_tum)
@@ -76,8 +136,8 @@ def images_from_folder(images_dir: Path, camera_yaml: Path | None = None, poses_
             raise ValueError(f"{poses_tum}: {len(world_from_cam)} poses for {len(paths)} images in {images_dir}; "
                              "the TUM file must list one pose per image, in name order")
     source = {"images": str(images_dir), "camera": str(camera_yaml), "poses": str(poses_tum) if poses_tum else None}
-    return ImageSet([p.name for p in paths], K, width, height, _read_files(paths, width, height, undistort),
-                    world_from_cam, source)
+    return with_cameras([p.name for p in paths], Ks, sizes, _read_files(paths, sizes, undistort), world_from_cam,
+                        source)
 
 
 def images_from_colmap(model_dir: Path, images_dir: Path) -> ImageSet:
@@ -91,18 +151,20 @@ def images_from_colmap(model_dir: Path, images_dir: Path) -> ImageSet:
         raise FileNotFoundError(f"{model_dir}: {len(missing)} of its {len(paths)} registered images are not in "
                                 f"{images_dir}, e.g. {missing[0]}")
     source = {"images": str(images_dir), "colmap": str(model_dir), "poses": str(model_dir)}
-    return ImageSet(model.names, model.K, model.width, model.height,
-                    _read_files(paths, model.width, model.height, None), model.world_from_cam, source)
+    return with_cameras(model.names, model.K, model.sizes, _read_files(paths, model.sizes, [None] * len(paths)),
+                        model.world_from_cam, source)
 
 
-def _read_files(paths: list[Path], width: int, height: int,
-                undistort) -> Callable[[], Iterator[tuple[int, np.ndarray]]]:
+def _read_files(paths: list[Path], sizes: np.ndarray,
+                undistort: list) -> Callable[[], Iterator[tuple[int, np.ndarray]]]:
     def frames() -> Iterator[tuple[int, np.ndarray]]:
         for index, path in enumerate(paths):
             rgb = load_image(path)
+            width, height = (int(v) for v in sizes[index])
             if rgb.shape[:2] != (height, width):
                 raise ValueError(f"{path}: {rgb.shape[1]}x{rgb.shape[0]} pixels, camera is {width}x{height}")
-            yield index, (rgb if undistort is None else cv2.remap(rgb, *undistort, cv2.INTER_LINEAR))
+            maps = undistort[index]
+            yield index, (rgb if maps is None else cv2.remap(rgb, *maps, cv2.INTER_LINEAR))
 
     return frames
 

@@ -21,7 +21,7 @@ import numpy as np
 from pram_ros.features import FeatureExtractor, Features, match_mutual_nn
 from pram_ros.localization.config import LocalizerConfig
 from pram_ros.localization.frontend import InputCamera, TakesAnyCamera, elapsed_ms, extract
-from pram_ros.localization.registration import Camera, MapPoints, Outcome, estimate_pose, gate
+from pram_ros.localization.registration import MapPoints, Outcome, estimate_pose, gate
 from pram_ros.localization.relocalization import register_all_points
 from pram_ros.localization.result import Result, State, Unusable, lost
 from pram_ros.mapping.mapfile import PramMap
@@ -71,8 +71,7 @@ class ExhaustiveLocalizer(FrameByFrame, TakesAnyCamera):
         self.map = pram_map
         self.config = config or LocalizerConfig()
         self.extractor = extractor or map_extractor(pram_map)
-        self.map_camera = Camera.of_map(pram_map)
-        self.input = InputCamera.same_as(self.map_camera)
+        self.use_map_cameras(pram_map)
         self.points = MapPoints(pram_map, self.config.twin_min_distance_m)
 
     def memory_bytes(self) -> dict[str, int]:
@@ -105,8 +104,7 @@ class RetrievalLocalizer(FrameByFrame, TakesAnyCamera):
         self.retrieval = retrieval or RetrievalConfig()
         self.database = database
         self.extractor = extractor or map_extractor(pram_map)
-        self.map_camera = Camera.of_map(pram_map)
-        self.input = InputCamera.same_as(self.map_camera)
+        self.use_map_cameras(pram_map)
 
     def memory_bytes(self) -> dict[str, int]:
         return self.database.memory_bytes()

@@ -5,7 +5,8 @@ In: an image (RGB or mono) of the query camera and the extractor. Out: `Frame` (
 image, features) or the reason the frame cannot be localized; stage times go into the
 caller's timings dict. `InputCamera` takes any pinhole camera (with plumb_bob or rational
 distortion) to the map's: undistorted, then resized so that the focal length, and so the
-features' scale, matches the map's; PnP uses the resulting intrinsics.
+features' scale, matches the map's (a map of a photo collection has many cameras: a query
+whose focal length lies among theirs is not resized); PnP uses the resulting intrinsics.
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ def gray_of(image: np.ndarray) -> np.ndarray | None:
 SAME_SCALE = 1.1
 
 
+def focal_px(K: np.ndarray) -> float:
+    """One focal length for a camera: the geometric mean of fx and fy."""
+    return float(np.sqrt(K[0, 0] * K[1, 1]))
+
+
 @dataclass(frozen=True)
 class InputCamera:
     """A query camera's images, made the map camera's kind: `prepare` undistorts and resizes;
@@ -57,9 +63,10 @@ class InputCamera:
         return cls(camera.width, camera.height, camera, None, _source(camera.K, camera.width, camera.height, None))
 
     @classmethod
-    def of(cls, map_camera: Camera, K: np.ndarray, width: int, height: int,
+    def of(cls, map_focal_px: tuple[float, float], K: np.ndarray, width: int, height: int,
            distortion: np.ndarray | None = None) -> "InputCamera":
-        """Raises ValueError (one line) for intrinsics that are no pinhole camera."""
+        """`map_focal_px`: the smallest and largest focal length of the map's cameras.
+        Raises ValueError (one line) for intrinsics that are no pinhole camera."""
         K = np.asarray(K, np.float64).reshape(3, 3)
         if width < 16 or height < 16 or K[0, 0] <= 0 or K[1, 1] <= 0 or not np.all(np.isfinite(K)):
             raise ValueError(f"not a pinhole camera: {width}x{height}, fx {K[0, 0]} fy {K[1, 1]}")
@@ -70,9 +77,9 @@ class InputCamera:
                 raise ValueError(f"{len(distortion)} distortion coefficients: plumb_bob (5) or rational_polynomial "
                                  "(8) expected")
             undistort = undistort_maps(K, width, height, distortion)
-        scale = float(np.sqrt(map_camera.K[0, 0] * map_camera.K[1, 1] / (K[0, 0] * K[1, 1])))
-        if 1.0 / SAME_SCALE <= scale <= SAME_SCALE:
-            scale = 1.0
+        focal = focal_px(K)
+        low, high = map_focal_px[0] / SAME_SCALE, map_focal_px[1] * SAME_SCALE
+        scale = 1.0 if low <= focal <= high else float(np.sqrt(map_focal_px[0] * map_focal_px[1]) / focal)
         new_width, new_height = max(16, round(width * scale)), max(16, round(height * scale))
         sx, sy = new_width / width, new_height / height
         # Resizing maps pixel centres: u' = (u + 0.5) * s - 0.5.
@@ -105,8 +112,15 @@ class TakesAnyCamera:
     """What every localizer does with the query camera: `set_camera` once it is known
     (CameraInfo, camera.yaml); until then images are taken to be of the map's camera."""
 
-    map_camera: Camera
+    map_camera: Camera  # the map's first camera: images are taken to be its until set_camera
+    map_focal_px: tuple[float, float]
     input: InputCamera
+
+    def use_map_cameras(self, pram_map) -> None:
+        self.map_camera = Camera.of_map(pram_map)
+        focals = [focal_px(pram_map.K(c)) for c in range(pram_map.num_cameras)]
+        self.map_focal_px = (min(focals), max(focals))
+        self.input = InputCamera.same_as(self.map_camera)
 
     @property
     def camera(self) -> Camera:
@@ -118,7 +132,7 @@ class TakesAnyCamera:
         Raises ValueError for intrinsics that are no pinhole camera."""
         if _source(K, width, height, distortion) == self.input.source:
             return False
-        self.input = InputCamera.of(self.map_camera, K, width, height, distortion)
+        self.input = InputCamera.of(self.map_focal_px, K, width, height, distortion)
         return True
 
 

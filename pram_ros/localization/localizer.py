@@ -29,8 +29,8 @@ import numpy as np
 from pram_ros.features import FeatureExtractor, Features
 from pram_ros.localization.config import LocalizerConfig
 from pram_ros.localization.continuity import Continuity
-from pram_ros.localization.frontend import InputCamera, TakesAnyCamera, elapsed_ms, extract, gray_of
-from pram_ros.localization.registration import Camera, MapPoints, Outcome, refine, register_in_view
+from pram_ros.localization.frontend import TakesAnyCamera, elapsed_ms, extract, gray_of
+from pram_ros.localization.registration import MapPoints, Outcome, refine, register_in_view
 from pram_ros.localization.relocalization import ranked_landmarks, register_landmarks
 from pram_ros.localization.result import Result, State, Unusable, lost
 from pram_ros.localization.tracking import Track
@@ -55,8 +55,7 @@ class Localizer(TakesAnyCamera):
         self.recognizer = recognizer
         self.config = config or LocalizerConfig()
         self.extractor = extractor or map_extractor(pram_map)
-        self.map_camera = Camera.of_map(pram_map)
-        self.input = InputCamera.same_as(self.map_camera)
+        self.use_map_cameras(pram_map)
         self.points = MapPoints(pram_map, self.config.twin_min_distance_m)
         self.track = Track()
         self.continuity = Continuity(self.config, self.points.xyz)

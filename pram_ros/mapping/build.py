@@ -172,8 +172,10 @@ def build_map(images: ImageSet, config: MapBuildConfig | None = None, align_tum:
         logger.info("features: %d images, %.0f keypoints per image, %.1f s", len(features),
                     np.mean([len(f) for f in features]), timings["features"])
 
-        result = reconstruct(images.names, features, images.K, images.width, images.height, work_dir,
-                             images.world_from_cam, config.sfm, odometry_pairs)
+        cameras = (images.K, images.width, images.height) if images.one_camera else \
+            (images.Ks, images.sizes[:, 0], images.sizes[:, 1])
+        result = reconstruct(images.names, features, *cameras, work_dir, images.world_from_cam, config.sfm,
+                             odometry_pairs)
         timings.update(result.timings_s)
         metric = images.world_from_cam is not None
         aligned_errors = None
@@ -310,7 +312,10 @@ def _assemble(images, config, result, tracks, labels, num_landmarks, descriptors
             centroid[landmark - 1] = members.mean(axis=0)
             extent[landmark - 1] = np.abs(members - centroid[landmark - 1]).max(axis=0)
 
-    K = images.K
+    # The map keeps each distinct camera once; image_camera says whose each image is.
+    intrinsics = np.concatenate([images.Ks[:, 0, 0, None], images.Ks[:, 1, 1, None], images.Ks[:, 0, 2, None],
+                                 images.Ks[:, 1, 2, None], images.sizes], axis=1)[registered]
+    cameras, image_camera = np.unique(intrinsics, axis=0, return_inverse=True)
     extractor = dict(PRESETS[config.extractor].to_dict(), preset=config.extractor,
                      descriptor_dim=int(features[0].descriptors.shape[1]))
     meta = {
@@ -330,9 +335,9 @@ def _assemble(images, config, result, tracks, labels, num_landmarks, descriptors
     }
     return PramMap(
         meta=meta,
-        camera_params=np.array([[K[0, 0], K[1, 1], K[0, 2], K[1, 2]]], dtype=np.float64),
-        camera_size=np.array([[images.width, images.height]], dtype=np.int32),
-        image_camera=np.zeros(len(registered), dtype=np.int32),
+        camera_params=cameras[:, :4].astype(np.float64),
+        camera_size=cameras[:, 4:].astype(np.int32),
+        image_camera=image_camera.ravel().astype(np.int32),
         image_cam_from_world=poses,
         point_xyz=xyz.astype(np.float32),
         point_descriptor=descriptors[keep],

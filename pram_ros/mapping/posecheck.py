@@ -79,25 +79,25 @@ def check_poses(images: ImageSet, preset: str, world_from_cam: np.ndarray | None
     wanted = {i for pair in pairs for i in pair}
     extractor = create_extractor(preset)
     features = {index: extractor.extract(rgb) for index, rgb in images.frames() if index in wanted}
-    return _check(images.K, world_from_cam, pairs, features, source or images.source.get("poses") or "the poses")
+    return _check(images.Ks, world_from_cam, pairs, features, source or images.source.get("poses") or "the poses")
 
 
-def _check(K: np.ndarray, world_from_cam: np.ndarray, pairs: list[tuple[int, int]], features: dict[int, Features],
+def _check(Ks: np.ndarray, world_from_cam: np.ndarray, pairs: list[tuple[int, int]], features: dict[int, Features],
            source: str) -> PoseCheck:
     hypotheses = readings(world_from_cam)
     agree = dict.fromkeys(hypotheses, 0)
     usable, verified_total, depths = 0, 0, []
     for i, j in pairs:
-        points_i, points_j = _verified_matches(features[i], features[j], K)
+        points_i, points_j = _verified_matches(features[i], features[j], Ks[i], Ks[j])
         if len(points_i) < MIN_VERIFIED:
             continue
         usable += 1
         verified_total += len(points_i)
         for name, world_from_cam in hypotheses.items():
-            fits = _fits(points_i, points_j, K, invert(world_from_cam[i]), invert(world_from_cam[j]))
+            fits = _fits(points_i, points_j, Ks[i], Ks[j], invert(world_from_cam[i]), invert(world_from_cam[j]))
             agree[name] += int(fits.sum())
             if name == "as given" and fits.sum() >= MIN_VERIFIED:
-                depths.append(_depths(points_i[fits], points_j[fits], K, invert(world_from_cam[i]),
+                depths.append(_depths(points_i[fits], points_j[fits], Ks[i], Ks[j], invert(world_from_cam[i]),
                                       invert(world_from_cam[j])))
     share = {name: count / verified_total if verified_total else 0.0 for name, count in agree.items()}
     depth = None
@@ -130,21 +130,26 @@ def _refuse_wrong_poses(check: PoseCheck, source: str) -> None:
                          "another camera's calibration?")
 
 
-def _verified_matches(a: Features, b: Features, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _verified_matches(a: Features, b: Features, K_a: np.ndarray, K_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Matches between two images that an essential matrix from the matches alone explains."""
     matches = match_mutual_nn(a.descriptors, b.descriptors, ratio=0.8)
     if len(matches) < MIN_VERIFIED:
         return np.zeros((0, 2)), np.zeros((0, 2))
     points_a = a.keypoints[matches[:, 0]].astype(np.float64)
     points_b = b.keypoints[matches[:, 1]].astype(np.float64)
-    _, inliers = cv2.findEssentialMat(points_a, points_b, K, method=cv2.RANSAC, prob=0.999, threshold=1.0)
+    # In normalized coordinates, so that the two images may have different cameras.
+    normalized_a = cv2.undistortPoints(points_a[:, None], K_a, None)[:, 0]
+    normalized_b = cv2.undistortPoints(points_b[:, None], K_b, None)[:, 0]
+    focal = float(np.sqrt(K_a[0, 0] * K_b[0, 0]))
+    _, inliers = cv2.findEssentialMat(normalized_a, normalized_b, np.eye(3), method=cv2.RANSAC, prob=0.999,
+                                      threshold=1.0 / focal)
     if inliers is None:
         return np.zeros((0, 2)), np.zeros((0, 2))
     keep = inliers.ravel().astype(bool)
     return points_a[keep], points_b[keep]
 
 
-def _fits(points_a: np.ndarray, points_b: np.ndarray, K: np.ndarray, cam_a_from_world: np.ndarray,
+def _fits(points_a: np.ndarray, points_b: np.ndarray, K_a: np.ndarray, K_b: np.ndarray, cam_a_from_world: np.ndarray,
           cam_b_from_world: np.ndarray) -> np.ndarray:
     """Which matches lie within AGREE_PX of the epipolar lines these two poses imply. A pair
     whose poses share a centre has no epipolar geometry: nothing fits (no evidence)."""
@@ -153,16 +158,16 @@ def _fits(points_a: np.ndarray, points_b: np.ndarray, K: np.ndarray, cam_a_from_
     b_from_a = cam_b_from_world @ invert(cam_a_from_world)
     if np.linalg.norm(b_from_a[:3, 3]) < 1e-9:
         return np.zeros(len(points_a), bool)
-    F = fundamental_from_poses(K, K, cam_a_from_world, cam_b_from_world)
+    F = fundamental_from_poses(K_a, K_b, cam_a_from_world, cam_b_from_world)
     F = F / np.linalg.norm(F)
     return sampson_error_px2(points_a, points_b, F) < AGREE_PX**2
 
 
-def _depths(points_a: np.ndarray, points_b: np.ndarray, K: np.ndarray, cam_a_from_world: np.ndarray,
+def _depths(points_a: np.ndarray, points_b: np.ndarray, K_a: np.ndarray, K_b: np.ndarray, cam_a_from_world: np.ndarray,
             cam_b_from_world: np.ndarray) -> np.ndarray:
     """Depths in camera a of the matches triangulated with the poses (positive ones only)."""
-    projection_a = K @ cam_a_from_world[:3]
-    projection_b = K @ cam_b_from_world[:3]
+    projection_a = K_a @ cam_a_from_world[:3]
+    projection_b = K_b @ cam_b_from_world[:3]
     homogeneous = cv2.triangulatePoints(projection_a, projection_b, points_a.T, points_b.T)
     xyz = (homogeneous[:3] / homogeneous[3]).T
     depth = (xyz @ cam_a_from_world[:3, :3].T + cam_a_from_world[:3, 3])[:, 2]

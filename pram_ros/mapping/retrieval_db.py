@@ -158,8 +158,13 @@ def build_retrieval_database(pram_map: PramMap, images: ImageSet | str | Path | 
     world_from_cam = np.array([invert(pram_map.cam_from_world(i)) for i in range(pram_map.num_images)])
     work_dir = Path(tempfile.mkdtemp(prefix="pram_retrieval_"))
     try:
-        result = reconstruct(list(pram_map.image_names), features, pram_map.K(0), int(pram_map.camera_size[0, 0]),
-                             int(pram_map.camera_size[0, 1]), work_dir, world_from_cam, sfm)
+        if pram_map.num_cameras == 1:
+            cameras = pram_map.K(0), int(pram_map.camera_size[0, 0]), int(pram_map.camera_size[0, 1])
+        else:
+            of_image = pram_map.image_camera
+            cameras = (np.array([pram_map.K(c) for c in of_image]), pram_map.camera_size[of_image, 0],
+                       pram_map.camera_size[of_image, 1])
+        result = reconstruct(list(pram_map.image_names), features, *cameras, work_dir, world_from_cam, sfm)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     tracks = tracks_from_result(result)

@@ -212,11 +212,11 @@ def build_training_set(maps: list[PramMap], image_sets: list[ImageSet], scenes: 
     bar = progress(total=total, desc="training data", unit="image", leave=False)
     for scene_index, (pram_map, images, scene) in enumerate(zip(maps, image_sets, scenes)):
         observed = pram_map.points_per_image()
-        K = pram_map.K(0)
-        width, height = (int(v) for v in pram_map.camera_size[0])
         for frame, rgb in database_frames(pram_map, images):
+            camera = pram_map.image_camera[frame]
+            width, height = (int(v) for v in pram_map.camera_size[camera])
             points = observed[frame]
-            all_uv, all_depth = project_points(pram_map.point_xyz, pram_map.cam_from_world(frame), K)
+            all_uv, all_depth = project_points(pram_map.point_xyz, pram_map.cam_from_world(frame), pram_map.K(camera))
             points_uv = all_uv[points]
             # Map points in view that this image did not observe may be hidden behind
             # something, or not: keypoints near them are neither landmark nor background.
