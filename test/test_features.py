@@ -273,6 +273,9 @@ def test_ratio_test_drops_ambiguous_matches():
     assert not {10, 11, 20, 21} & set(matches[:, 0].tolist())
     assert len(matches) == 46
     np.testing.assert_array_equal(matches[:, 0], matches[:, 1])
+    # a's side only: b[21], looked like by a[20] and a[21], keeps its mutual match.
+    one_sided = match_mutual_nn(a, b, ratio=0.9, ratio_b=False)
+    assert {tuple(m) for m in one_sided.tolist()} - {tuple(m) for m in matches.tolist()} == {(21, 21)}
     without = match_mutual_nn(a, b, ratio=None)
     assert len(without) == 48  # mutual NN alone keeps one match per ambiguous pair
     assert len(match_mutual_nn(a, b, ratio=None, max_distance=0.0)) == 0

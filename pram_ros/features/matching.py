@@ -57,13 +57,15 @@ def _merge_top2(values: torch.Tensor, indices: torch.Tensor) -> tuple[torch.Tens
 
 
 def match_mutual_nn(descriptors_a, descriptors_b, ratio: float | None = 0.9, max_distance: float | None = None,
-                    device: str | torch.device = "cpu") -> np.ndarray:
+                    device: str | torch.device = "cpu", ratio_b: bool = True) -> np.ndarray:
     """Mutual nearest neighbours between a [N x D] and b [M x D] -> matches [K x 2] int64.
 
     A pair (i, j) is kept when j is i's nearest neighbour in b and i is j's nearest in a, and:
     - ratio: Lowe's test, nearest distance < ratio * second-nearest, in both directions
       (so duplicates on either side are dropped, and swapping a and b swaps the result).
       A side with a single candidate has no second neighbour and skips the test. None: no test.
+      `ratio_b=False`: a's side only (b's rows may have near-duplicates in a that are no
+      ambiguity, e.g. one map point and a query's keypoints on the same corner).
     - max_distance: the L2 distance is at most this (for unit rows it lies in [0, 2]).
     """
     if ratio is not None and not 0.0 < ratio <= 1.0:
@@ -107,7 +109,7 @@ def match_mutual_nn(descriptors_a, descriptors_b, ratio: float | None = 0.9, max
             r2 = float(ratio) ** 2  # compare squared distances
             if m > 1:
                 keep &= a_best < r2 * squared(a_top[:, 1])
-            if n > 1:
+            if n > 1 and ratio_b:
                 keep &= (squared(b_top[:, 0]) < r2 * squared(b_top[:, 1]))[a_index]
         if max_distance is not None:
             keep &= a_best <= float(max_distance) ** 2

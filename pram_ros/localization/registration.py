@@ -186,10 +186,13 @@ def register_matches(camera: Camera, index: MapPoints, features: Features, keypo
                          max_error_px)
 
 
-def match_points(index: MapPoints, descriptors: np.ndarray, points: np.ndarray, ratio: float) -> np.ndarray:
+def match_points(index: MapPoints, descriptors: np.ndarray, points: np.ndarray, ratio: float,
+                 map_side_ratio: bool = True) -> np.ndarray:
     """Query descriptors against these map points: mutual NN, ratio test, then the twin
-    test. -> [M x 2] (row in `descriptors`, position in `points`)."""
-    matches = match_mutual_nn(descriptors, index.descriptors(points), ratio=ratio)
+    test. -> [M x 2] (row in `descriptors`, position in `points`). `map_side_ratio=False`
+    tests only whether the keypoint is ambiguous among the points, not whether the point is
+    among the keypoints (see relocalization.py)."""
+    matches = match_mutual_nn(descriptors, index.descriptors(points), ratio=ratio, ratio_b=map_side_ratio)
     return distinct(index, descriptors, points, matches, ratio)
 
 

@@ -7,6 +7,13 @@ landmark by landmark first: `landmark_matching`), one PnP RANSAC, the gate, and 
 refined against every point it sees (`refine_pose`). Recognition can be wrong (changed
 lighting, a view it never learned), so a failed gate widens the search: on a small map
 to every point, on a larger one to more landmarks. No state between frames.
+
+The ratio test here is the keypoint's side only. A query holds many more keypoints than
+the points it is matched against, and several of them often sit on one map point's corner
+(a few pixels apart, or at two scales); the map point's side of the test drops all of them.
+On the Strecha and Sacre-Coeur splits that test left 15 of 94 mutual matches of one photo
+(the gate failed), and on the demo world's query_offpath it cost 0.05 of recall at 5 cm
+(docs/benchmarks.md, 2026-12-06). Look-alikes are still caught by the twin test and the gate.
 """
 
 from __future__ import annotations
@@ -79,7 +86,7 @@ def _register_top_landmarks(camera: Camera, index: MapPoints, features: Features
     ranked_points = np.concatenate([index.landmark_points[k] for k in ranked])
     search = f"top {len(ranked)} landmarks"
     attempts = [lambda: (pooled, ranked_points, match_points(index, features.descriptors[pooled], ranked_points,
-                                                             config.match_ratio))]
+                                                             config.match_ratio, map_side_ratio=False))]
     if config.landmark_matching == "per_landmark" and pooled is labelled:
         attempts.insert(0, lambda: _landmark_matches(index, features, recognition, ranked, config.match_ratio))
     for attempt in attempts:
@@ -105,7 +112,7 @@ def _landmarks_by_probability(recognition: Recognition) -> np.ndarray:
 def _register(camera: Camera, index: MapPoints, features: Features, keypoints: np.ndarray, points: np.ndarray,
               config: LocalizerConfig, search: str) -> Outcome:
     """Every keypoint in `keypoints` against `points`, the gate, the refinement."""
-    matches = match_points(index, features.descriptors[keypoints], points, config.match_ratio)
+    matches = match_points(index, features.descriptors[keypoints], points, config.match_ratio, map_side_ratio=False)
     registration = register_matches(camera, index, features, keypoints, points, matches, config.ransac_max_error_px)
     outcome = gate(registration, config.min_inliers, config.min_inlier_ratio)
     if outcome.accepted and config.refine_pose:
@@ -128,7 +135,7 @@ def _landmark_matches(index: MapPoints, features: Features, recognition: Recogni
     for landmark in ranked:
         labelled = recognition.keypoint_indices[recognition.labels == landmark]
         landmark_points = index.landmark_points[landmark]
-        found = match_points(index, features.descriptors[labelled], landmark_points, ratio)
+        found = match_points(index, features.descriptors[labelled], landmark_points, ratio, map_side_ratio=False)
         keypoints.append(labelled)
         points.append(landmark_points)
         matches.append(found + offsets)
