@@ -9,7 +9,10 @@ only while tracking:
   not. While every frame since the anchor matched its predecessor's keypoints (at least
   `continuity_min_inliers` epipolar inliers), a pose farther from the anchor than the
   camera could have moved is a look-alike: held however many frames agree, and never
-  tracked from.
+  tracked from. When the view changed between two adjacent camera frames (none dropped
+  between them, by their stamps), a far pose is a kidnap and is accepted at once; with
+  frames dropped, processed frames overlap less and the change proves nothing (a
+  look-alike was then taken for a kidnap at 30 Hz), so the jump test above holds it.
 "Far" allows what the camera could move in the time between the image stamps (frames the
 node drops count) or, for continuous views, per frame, whichever allows more.
 
@@ -82,6 +85,24 @@ class Continuity:
         self.held: HeldPose | None = None
         self.continuous = False  # every frame since the anchor matched its predecessor
         self.previous_features: Features | None = None  # the last frame's with features extracted
+        self.previous_features_stamp_ns: int | None = None
+        self.view_changed = False  # this frame's view differs from the adjacent frame's before it
+        self.last_stamp_ns: int | None = None  # this frame's (after frame_at)
+        self.previous_stamp_ns: int | None = None  # the frame's before it
+        self.period_ns: int | None = None  # the camera's: the smallest gap between processed frames
+
+    def frame_at(self, stamp_ns: int) -> None:
+        """Every frame, first: its stamp, to tell adjacent frames from ones with drops between."""
+        self.view_changed = False
+        if self.last_stamp_ns is not None and stamp_ns > self.last_stamp_ns:
+            gap = stamp_ns - self.last_stamp_ns
+            self.period_ns = gap if self.period_ns is None else min(self.period_ns, gap)
+        self.previous_stamp_ns, self.last_stamp_ns = self.last_stamp_ns, stamp_ns
+
+    def _adjacent(self, stamp_ns: int | None) -> bool:
+        """Was the frame at `stamp_ns` the one just before this frame, with none dropped between?"""
+        return stamp_ns is not None and stamp_ns == self.previous_stamp_ns and self.period_ns is not None and \
+            self.last_stamp_ns - stamp_ns <= 1.5 * self.period_ns
 
     def forget_pose(self) -> None:
         """Relocalize from scratch: no check against the old pose."""
@@ -89,7 +110,7 @@ class Continuity:
 
     def frame_unusable(self) -> None:
         """A frame without features breaks the chain of continuous views."""
-        self.continuous, self.previous_features = False, None
+        self.continuous, self.previous_features, self.previous_features_stamp_ns = False, None, None
 
     @property
     def _on(self) -> bool:
@@ -101,6 +122,7 @@ class Continuity:
         if not self._on:  # each frame on its own: no continuity to follow
             return
         previous, self.previous_features = self.previous_features, features
+        previous_stamp_ns, self.previous_features_stamp_ns = self.previous_features_stamp_ns, self.last_stamp_ns
         if tracked or not self.continuous:
             return
         if self.anchor is None or previous is None or self.config.continuity_min_inliers == 0:
@@ -109,6 +131,7 @@ class Continuity:
         tick = time.perf_counter()
         self.continuous = views_overlap(previous, features, self.config.continuity_min_inliers,
                                         self.config.max_keypoints)
+        self.view_changed = not self.continuous and self._adjacent(previous_stamp_ns)
         timings["continuity_ms"] = elapsed_ms(tick)
 
     def anchor_at(self, cam_from_world: np.ndarray, frame: int, stamp_ns: int, features: Features | None = None) -> None:
@@ -137,6 +160,10 @@ class Continuity:
             if self._far(result.cam_from_world, anchor.cam_from_world, anchor.stamp_ns, result.stamp_ns,
                          frame - anchor.frame):
                 return self._hold(result, frame, 0, look_alike=True)
+        if self._on and self.view_changed:
+            # A kidnap: the whole view changed from the frame just before.
+            self.anchor_at(result.cam_from_world, frame, result.stamp_ns, features)
+            return result
         if self._on and config.jump_confirm_frames > 0:
             # The held pose, found again on the very next frame?
             agrees = held is not None and held.frame == frame - 1 and \

@@ -98,6 +98,7 @@ class Localizer(TakesAnyCamera):
         start = time.perf_counter()
         timings: dict[str, float] = {}
         self.frame += 1
+        self.continuity.frame_at(stamp_ns)
         config = self.config
         image = self.input.prepare(image)
         if isinstance(image, Unusable):
