@@ -98,8 +98,9 @@ class LocalizerConfig:
         5, "Frames after the last accepted pose during which jumps are checked (longer lost, the camera may "
         "really have moved that far).", "continuity", low=0, high=100000)
     jump_confirm_frames: int = setting(
-        2, "Further frames that must agree before a jump is reported (LOST until then); 0 off.", "continuity",
-        low=0, high=100)
+        2, "Further frames that must agree before a jump is reported (LOST until then); 0 off. A jump whose "
+        "view changed from the camera's previous frame (a kidnap, no frame dropped between) is reported at once.",
+        "continuity", low=0, high=100)
     continuity_min_inliers: int = setting(
         100, "Epipolar inliers between consecutive frames' keypoints that make them one continuous view; a far "
         "pose while the view stays continuous is a look-alike, held however many frames agree; 0 off.",
