@@ -143,6 +143,11 @@ def test_a_jump_is_reported_only_once_the_next_frames_agree(world, localizer_par
     adjacent = Localizer(pram_map, recognizer, LocalizerConfig(reverify_every=0, jump_confirm_frames=2))
     results = [adjacent.process(frames[frame][0], step * period_ns) for step, frame in enumerate(sequence)]
     _assert_close(results[9], frames[sequence[9]][1], "the kidnap's first frame, none dropped")
+    # A node that dropped frames says so (its stamps may not show it): held as well.
+    counted = Localizer(pram_map, recognizer, LocalizerConfig(reverify_every=0, jump_confirm_frames=2))
+    results = [counted.process(frames[frame][0], step * period_ns, 2 if step == 9 else 0)
+               for step, frame in enumerate(sequence)]
+    assert results[9].state == State.LOST and "held until" in results[9].message, results[9].message
     dropped = [step * period_ns + (2 * period_ns if step >= 9 else 0) for step in range(len(sequence))]
     for confirm in (0, 2):
         localizer = Localizer(pram_map, recognizer, LocalizerConfig(reverify_every=0, jump_confirm_frames=confirm))

@@ -77,7 +77,7 @@ class ExhaustiveLocalizer(FrameByFrame, TakesAnyCamera):
     def memory_bytes(self) -> dict[str, int]:
         return {"map": self.map.nbytes(), "working_copies": self.points.working_bytes()}
 
-    def process(self, image: np.ndarray, stamp_ns: int = 0) -> Result:
+    def process(self, image: np.ndarray, stamp_ns: int = 0, frames_dropped: int = 0) -> Result:
         return relocalize_frame(self.extractor, self.input, self.config, image, stamp_ns, self._register)
 
     def _register(self, features: Features, timings: dict) -> tuple[Outcome, np.ndarray]:
@@ -116,7 +116,7 @@ class RetrievalLocalizer(FrameByFrame, TakesAnyCamera):
         best = np.argpartition(-similarity, top - 1)[:top]
         return best[np.argsort(-similarity[best], kind="stable")]
 
-    def process(self, image: np.ndarray, stamp_ns: int = 0) -> Result:
+    def process(self, image: np.ndarray, stamp_ns: int = 0, frames_dropped: int = 0) -> Result:
         return relocalize_frame(self.extractor, self.input, self.config, image, stamp_ns, self._register)
 
     def _register(self, features: Features, timings: dict) -> tuple[Outcome, np.ndarray]:

@@ -10,9 +10,10 @@ only while tracking:
   `continuity_min_inliers` epipolar inliers), a pose farther from the anchor than the
   camera could have moved is a look-alike: held however many frames agree, and never
   tracked from. When the view changed between two adjacent camera frames (none dropped
-  between them, by their stamps), a far pose is a kidnap and is accepted at once; with
-  frames dropped, processed frames overlap less and the change proves nothing (a
-  look-alike was then taken for a kidnap at 30 Hz), so the jump test above holds it.
+  between them, by the caller's count and their stamps; an optical-flow frame's image is
+  compared when needed), a far pose is a kidnap and is accepted at once. With frames
+  dropped, processed frames overlap less and the change proves nothing (a look-alike was
+  then taken for a kidnap at 30 Hz), so the jump test above holds it.
 "Far" allows what the camera could move in the time between the image stamps (frames the
 node drops count) or, for continuous views, per frame, whichever allows more.
 
@@ -29,6 +30,7 @@ frame's features and localized result. Out: the result, or a LOST one that holds
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -74,9 +76,13 @@ class HeldPose:
 
 
 class Continuity:
-    def __init__(self, config: LocalizerConfig, points_xyz: np.ndarray):
+    def __init__(self, config: LocalizerConfig, points_xyz: np.ndarray,
+                 extract: Callable[[np.ndarray], Features] | None = None):
         self.config = config
         self.points_xyz = points_xyz
+        # Features of the previous frame's image, when it was tracked by optical flow (no
+        # features of its own) and the view may have changed since.
+        self.extract = extract
         self.reset()
 
     def reset(self) -> None:
@@ -87,22 +93,32 @@ class Continuity:
         self.previous_features: Features | None = None  # the last frame's with features extracted
         self.previous_features_stamp_ns: int | None = None
         self.view_changed = False  # this frame's view differs from the adjacent frame's before it
+        self.after_drops = False  # the caller dropped camera frames just before this one
         self.last_stamp_ns: int | None = None  # this frame's (after frame_at)
         self.previous_stamp_ns: int | None = None  # the frame's before it
         self.period_ns: int | None = None  # the camera's: the smallest gap between processed frames
+        self.image: np.ndarray | None = None  # this frame's gray image, when kept
+        self.previous_image: np.ndarray | None = None  # the frame's before it
 
-    def frame_at(self, stamp_ns: int) -> None:
-        """Every frame, first: its stamp, to tell adjacent frames from ones with drops between."""
+    def frame_at(self, stamp_ns: int, frames_dropped: int = 0) -> None:
+        """Every frame, first: its stamp and how many camera frames the caller dropped before
+        it, to tell the camera's adjacent frames from ones with drops between."""
         self.view_changed = False
-        if self.last_stamp_ns is not None and stamp_ns > self.last_stamp_ns:
+        self.after_drops = frames_dropped > 0
+        if self.last_stamp_ns is not None and stamp_ns > self.last_stamp_ns and not self.after_drops:
             gap = stamp_ns - self.last_stamp_ns
             self.period_ns = gap if self.period_ns is None else min(self.period_ns, gap)
         self.previous_stamp_ns, self.last_stamp_ns = self.last_stamp_ns, stamp_ns
+        self.previous_image, self.image = self.image, None
+
+    def keep_image(self, gray: np.ndarray) -> None:
+        """This frame's gray image: the next frame's view is compared with it when needed."""
+        self.image = gray
 
     def _adjacent(self, stamp_ns: int | None) -> bool:
         """Was the frame at `stamp_ns` the one just before this frame, with none dropped between?"""
-        return stamp_ns is not None and stamp_ns == self.previous_stamp_ns and self.period_ns is not None and \
-            self.last_stamp_ns - stamp_ns <= 1.5 * self.period_ns
+        return stamp_ns is not None and stamp_ns == self.previous_stamp_ns and not self.after_drops and \
+            self.period_ns is not None and self.last_stamp_ns - stamp_ns <= 1.5 * self.period_ns
 
     def forget_pose(self) -> None:
         """Relocalize from scratch: no check against the old pose."""
@@ -131,8 +147,20 @@ class Continuity:
         tick = time.perf_counter()
         self.continuous = views_overlap(previous, features, self.config.continuity_min_inliers,
                                         self.config.max_keypoints)
-        self.view_changed = not self.continuous and self._adjacent(previous_stamp_ns)
+        if not self.continuous:
+            self.view_changed = self._view_changed(features, previous_stamp_ns)
         timings["continuity_ms"] = elapsed_ms(tick)
+
+    def _view_changed(self, features: Features, compared_stamp_ns: int | None) -> bool:
+        """Does this frame's view differ from the camera's previous frame's (none dropped
+        between)? Known from the comparison just made when that was the previous frame; else
+        (it was tracked by optical flow) its image is compared now."""
+        if self._adjacent(compared_stamp_ns):
+            return True
+        if self.extract is None or self.previous_image is None or not self._adjacent(self.previous_stamp_ns):
+            return False
+        return not views_overlap(self.extract(self.previous_image), features, self.config.continuity_min_inliers,
+                                 self.config.max_keypoints)
 
     def anchor_at(self, cam_from_world: np.ndarray, frame: int, stamp_ns: int, features: Features | None = None) -> None:
         """A pose accepted; without `features` (an optical-flow frame) the last view stays."""

@@ -58,7 +58,7 @@ class Localizer(TakesAnyCamera):
         self.use_map_cameras(pram_map)
         self.points = MapPoints(pram_map, self.config.twin_min_distance_m)
         self.track = Track()
-        self.continuity = Continuity(self.config, self.points.xyz)
+        self.continuity = Continuity(self.config, self.points.xyz, self.extractor.extract)
         self.frame = 0  # frames processed since reset()
 
     def memory_bytes(self) -> dict[str, int]:
@@ -94,11 +94,14 @@ class Localizer(TakesAnyCamera):
         self.track.start_from(cam_from_world, frames_since_check=self.config.reverify_every)
 
     # ------------------------------------------------------------------------------------
-    def process(self, image: np.ndarray, stamp_ns: int = 0) -> Result:
+    def process(self, image: np.ndarray, stamp_ns: int = 0, frames_dropped: int = 0) -> Result:
+        """One camera frame. `frames_dropped`: the camera's frames the caller skipped since the
+        previous call (a node that takes only the newest image); it tells continuity that
+        this frame is not the camera's next one."""
         start = time.perf_counter()
         timings: dict[str, float] = {}
         self.frame += 1
-        self.continuity.frame_at(stamp_ns)
+        self.continuity.frame_at(stamp_ns, frames_dropped)
         config = self.config
         image = self.input.prepare(image)
         if isinstance(image, Unusable):
@@ -108,6 +111,8 @@ class Localizer(TakesAnyCamera):
         gray = None
         if config.klt_frames > 0 and not self.camera.image_problem(image):
             gray = gray_of(image)
+            if gray is not None:
+                self.continuity.keep_image(gray)
             if gray is not None and self.track.flow_ready(config):
                 result = self._follow_flow(gray, stamp_ns, timings)
                 if result is not None:

@@ -61,6 +61,11 @@ class Health:
             self.counts.dropped += 1
             self._dropped_since_status += 1
 
+    def dropped_since_processed(self) -> int:
+        """Frames dropped since the last processed one (the localizer's `frames_dropped`)."""
+        with self._lock:
+            return self._dropped_since_status
+
     def rejected(self, reason: Reason, message: str, now_s: float) -> None:
         """A frame that could not be used; it is still answered on ~/status."""
         with self._lock:

@@ -258,7 +258,7 @@ class LocalizationIO:
             self._warn(problem + "; frame skipped")
             self._reject(msg, image, reason, problem)
             return
-        result = self.localizer.process(image, stamp_ns)
+        result = self.localizer.process(image, stamp_ns, self.health.dropped_since_processed())
         if result.state == State.LOST and result.message:
             self.node.get_logger().debug(f"not localized: {result.message}")
         self._publish(msg, image, result)
