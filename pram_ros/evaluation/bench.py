@@ -25,7 +25,6 @@ from pram_ros.progress import progress
 
 from pram_ros.evaluation.metrics import sequence_metrics
 from pram_ros.evaluation.report import ground_truth_stamps, run_sequence
-from pram_ros.io.images import load_image
 from pram_ros.io.imageset import ImageSet, images_from_folder
 from pram_ros.localization import METHODS, Localizer, LocalizerParts, create_localizer
 from pram_ros.mapping.retrieval_db import RetrievalDatabase
@@ -69,12 +68,13 @@ def evenly_spaced(sequence: QuerySequence, count: int) -> QuerySequence:
     if count >= total:
         return sequence
     keep = np.unique(np.linspace(0, total - 1, count).round().astype(int))
-    folder = Path(sequence.images.source["images"])
     names = [sequence.images.names[i] for i in keep]
+    position = {int(index): row for row, index in enumerate(keep)}
 
-    def frames():
-        for index, name in enumerate(names):
-            yield index, load_image(folder / name)
+    def frames():  # through the set's own reader: undistorted, checked against each camera
+        for index, rgb in sequence.images.frames():
+            if index in position:
+                yield position[index], rgb
 
     images = replace(sequence.images, names=names, frames=frames, world_from_cam=sequence.images.world_from_cam[keep],
                      image_K=None if sequence.images.one_camera else sequence.images.image_K[keep],
