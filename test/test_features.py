@@ -239,6 +239,36 @@ def test_xfeat_loads_weights_from_the_package_without_network(monkeypatch):
     assert next(extractor.model.net.parameters()).device.type == "cpu"
 
 
+def test_xfeat_on_onnxruntime_gives_torchs_features(sequence, extractors):
+    """The default CPU runtime is ONNX Runtime; on rendered frames its keypoints are
+    torch's (within 1 px) and its descriptors the same (cosine >= 0.99)."""
+    on_torch = create_extractor("xfeat", device="cpu", runtime="torch")
+    on_onnx = extractors["xfeat"]
+    assert (on_torch.runtime, on_onnx.runtime) == ("torch", "onnxruntime")
+    for index in (0, FRAMES // 2, FRAMES - 1):
+        image = sequence.image(index)
+        a, b = on_torch.extract(image), on_onnx.extract(image)
+        distance = np.linalg.norm(a.keypoints[:, None] - b.keypoints[None], axis=2)
+        nearest = distance.argmin(axis=1)
+        close = distance[np.arange(len(a)), nearest] <= 1.0
+        assert len(a) > 1000 and abs(len(a) - len(b)) <= 0.01 * len(a) and close.mean() >= 0.99, index
+        cosine = np.sum(a.descriptors[close] * b.descriptors[nearest[close]], axis=1)
+        assert cosine.min() >= 0.99, (index, cosine.min())
+
+
+def test_xfeat_falls_back_to_torch_without_onnxruntime(monkeypatch, caplog):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
+    with caplog.at_level("INFO", logger="pram_ros.features.xfeat"):
+        extractor = create_extractor("xfeat-1024", device="cpu")
+    assert extractor.runtime == "torch"
+    assert "XFeat runs on torch: onnxruntime is unavailable" in caplog.text
+    assert len(extractor.extract(np.full((64, 64), 128, np.uint8))) == 0  # still runs
+    with pytest.raises(RuntimeError, match="XFeat on onnxruntime"):
+        create_extractor("xfeat-1024", device="cpu", runtime="onnxruntime")
+
+
 # --- matching --------------------------------------------------------------------------------
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -325,7 +355,7 @@ def test_config_round_trip_and_validation():
     with pytest.raises(ValueError, match="colour"):
         ExtractorConfig.from_dict({**data, "colour": True})
     for field, value in (("max_keypoints", "2048"), ("max_keypoints", 2048.0), ("root_sift", 1),
-                         ("detection_threshold", "low"), ("name", "orb"), ("device", "tpu"),
+                         ("detection_threshold", "low"), ("name", "orb"), ("device", "tpu"), ("runtime", "tvm"),
                          ("max_keypoints", 0), ("detection_threshold", -1.0)):
         with pytest.raises(ValueError, match=field):
             ExtractorConfig.from_dict({**data, field: value})

@@ -424,3 +424,19 @@ def test_config_refuses_values_outside_their_declared_range():
         LocalizerConfig(tracking="yes")
     with pytest.raises(ValueError, match="match_ratio"):
         LocalizerConfig(match_ratio=0.0)
+
+
+def test_cli_bench_features_compares_the_runtimes(world, localization_map, tmp_path):
+    """`pram bench --stage features`: the map's extractor on torch and on onnxruntime, over
+    the same images, with their agreement (counts and agreement, not times)."""
+    out = tmp_path / "features.json"
+    result = subprocess.run([sys.executable, "-m", "pram_ros.cli", "bench", "--stage", "features", "--map",
+                             str(localization_map), "--images", str(world / "query_offpath" / "images"),
+                             "--threads", "1", "--out", str(out)], cwd=REPO, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = {row["runtime"]: row for row in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"torch", "onnxruntime"} and rows["onnxruntime"]["frames"] == rows["torch"]["frames"] == 24
+    onnx = rows["onnxruntime"]
+    assert onnx["keypoints_within_1px_min"] >= 0.99 and onnx["descriptor_cosine_min"] >= 0.99, onnx
+    assert "onnxruntime" in result.stdout and "p50 ms" in result.stdout

@@ -14,6 +14,7 @@ Subcommands exist only for stages that are built:
   pram bench                    every localization method (pram, pram-reloc, exhaustive, retrieval)
                                 on the same query sequences: accuracy, latency per stage, map bytes
   pram bench --stage recognition  recognizer latency and accuracy: float32, bfloat16, int8
+  pram bench --stage features   feature extraction latency per runtime: torch, onnxruntime
   pram bench --scale --rooms 1 2 4  each method's latency, recall and memory against map size
   pram params [--yaml]          every node and localizer parameter (default, range, doc)
   pram replay --bag BAG          publish a rosbag2 over DDS (stands in for `ros2 bag play`)
@@ -291,10 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
     localize.set_defaults(run=eval_commands.cmd_localize, out_is_file=False)
 
     bench = commands.add_parser("bench", help="measure speed against accuracy")
-    bench.add_argument("--stage", choices=["localization", "recognition"], default="localization",
+    bench.add_argument("--stage", choices=["localization", "recognition", "features"], default="localization",
                        help="localization (default): every method (pram, pram-reloc, exhaustive, retrieval) on "
                             "the world's query sequences in one process; recognition: the recognizer alone, "
-                            "float32 against bfloat16 and int8")
+                            "float32 against bfloat16 and int8; features: the map's extractor on --images, "
+                            "torch against onnxruntime")
     bench.add_argument("--map", help="map file (localization default: demo/map.npz)")
     bench.add_argument("--model", help="recognizer (default: beside the map)")
     bench.add_argument("--world", default="demo/world", help="localization: world folder with query_* sequences "

@@ -263,6 +263,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return _bench_scale(args)
     if args.stage == "localization":
         return _bench_localization(args)
+    if args.stage == "features":
+        return _bench_features(args)
     return _bench_recognition(args)
 
 
@@ -333,6 +335,30 @@ def _bench_scale(args: argparse.Namespace) -> int:
                          methods=tuple(args.method) if args.method else SCALE_METHODS, threads=args.threads)
     print(format_scale_table(run_scale(out, config)))
     print(f"wrote {out / 'scale.json'}, scale_latency.png, scale_recall.png, scale_memory.png")
+    return 0
+
+
+def _bench_features(args: argparse.Namespace) -> int:
+    import json
+
+    import cv2
+
+    from pram_ros.features.base import ExtractorConfig
+    from pram_ros.features.bench import bench_runtimes, format_rows
+    from pram_ros.io.imageset import images_from_folder
+    from pram_ros.mapping.mapfile import EXTRACTOR_EXTRAS, load_map_meta
+
+    if not args.map or not args.images:
+        raise ValueError("--stage features needs --map MAP (its extractor) and --images DIR")
+    _check_camera_yaml(Path(args.images), "pram bench")
+    cv2.setNumThreads(args.threads)
+    settings = {k: v for k, v in load_map_meta(args.map)["extractor"].items() if k not in EXTRACTOR_EXTRAS}
+    images = [rgb for _, rgb in images_from_folder(Path(args.images)).frames()]
+    rows = bench_runtimes(ExtractorConfig.from_dict(settings), images, args.threads)
+    print(format_rows(rows, images[0].shape[1::-1], args.threads))
+    if args.out:
+        Path(args.out).write_text(json.dumps({"stage": "features", "threads": args.threads, "images": args.images,
+                                              "rows": rows}, indent=2) + "\n")
     return 0
 
 

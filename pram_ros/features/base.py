@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 
 EXTRACTORS = ("xfeat", "sift")
 DEVICES = ("auto", "cpu", "cuda")
+# XFeat's network: "auto" runs ONNX Runtime on the CPU when it loads (torch otherwise, and
+# always on cuda); "torch" and "onnxruntime" choose.
+RUNTIMES = ("auto", "torch", "onnxruntime")
 MIN_IMAGE_SIDE = 32  # smaller images give no features (XFeat needs at least one 32-px cell)
 
 
@@ -106,6 +109,7 @@ class ExtractorConfig:
     detection_threshold: float | None = None
     device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda" or "cuda:N"; SIFT runs on the CPU
     root_sift: bool = True  # SIFT only: RootSIFT descriptors instead of plain SIFT
+    runtime: str = "auto"  # XFeat only: RUNTIMES; the descriptors are the same (within float error)
 
     def __post_init__(self) -> None:
         if isinstance(self.detection_threshold, int) and not isinstance(self.detection_threshold, bool):
@@ -131,6 +135,8 @@ class ExtractorConfig:
                 f"ExtractorConfig.detection_threshold: expected >= 0 or None, got {self.detection_threshold}")
         if self.device not in DEVICES and not re.fullmatch(r"cuda:\d+", self.device):
             raise ValueError(f"ExtractorConfig.device: expected one of {DEVICES} or 'cuda:N', got {self.device!r}")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"ExtractorConfig.runtime: expected one of {RUNTIMES}, got {self.runtime!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (every field), the inverse of `from_dict`."""
@@ -160,6 +166,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "detection_threshold": (float, type(None)),
     "device": (str,),
     "root_sift": (bool,),
+    "runtime": (str,),
 }
 
 PRESETS: dict[str, ExtractorConfig] = {
