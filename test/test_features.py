@@ -254,6 +254,10 @@ def test_xfeat_on_onnxruntime_gives_torchs_features(sequence, extractors):
         assert len(a) > 1000 and abs(len(a) - len(b)) <= 0.01 * len(a) and close.mean() >= 0.99, index
         cosine = np.sum(a.descriptors[close] * b.descriptors[nearest[close]], axis=1)
         assert cosine.min() >= 0.99, (index, cosine.min())
+    # A localizer prepares the map camera's size when it loads, not on its first frame.
+    fresh = create_extractor("xfeat-1024", device="cpu")
+    fresh.prepare_for(640, 481)
+    assert (1, 1, 480, 640) in fresh.model.net.sessions
 
 
 def test_xfeat_falls_back_to_torch_without_onnxruntime(monkeypatch, caplog):

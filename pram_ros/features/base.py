@@ -243,6 +243,9 @@ class FeatureExtractor(abc.ABC):
         descriptors = descriptors / np.maximum(norms, 1e-12)
         return Features(np.asarray(keypoints)[order], descriptors, np.asarray(scores)[order], (width, height))
 
+    def prepare_for(self, width: int, height: int) -> None:
+        """Get ready for images of this size now, not on the first one (default: nothing)."""
+
     @abc.abstractmethod
     def _detect(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Mono8 [H x W] (not flat) -> keypoints [N x 2], descriptors [N x D], scores [N], any order."""

@@ -10,7 +10,7 @@ per frame on a CPU, and `pram_ros.features.matching` does the matching.
 
 On the CPU the network runs on ONNX Runtime where it loads (`ExtractorConfig.runtime`
 "auto"): exported from the loaded weights in memory, once per image size (about 1 s; its
-Unfold layer takes no dynamic size). At 640x480 on 2 threads the network takes about 19-22
+Unfold layer takes no dynamic size; `prepare_for` does it before the first frame). At 640x480 on 2 threads the network takes about 19-22
 ms there against 25-36 ms in torch, and the whole extraction 28 ms against 30-43 ms
 (2026-12-06, scratch timing of demo frames, both runtimes interleaved in one process).
 The keypoint selection and description around it stay XFeat's own, in torch. Torch is
@@ -87,6 +87,11 @@ class XFeatExtractor(FeatureExtractor):
         logger.debug("XFeat loaded from %s on %s (max %d keypoints, threshold %.3f)", path, self.device,
                      config.max_keypoints, self.threshold)
 
+    def prepare_for(self, width: int, height: int) -> None:
+        """Export the network for this image size (XFeat runs it at multiples of 32 px)."""
+        if isinstance(self.model.net, OnnxNetwork) and width >= CELL and height >= CELL:
+            self.model.net.session_for((1, 1, height // CELL * CELL, width // CELL * CELL))
+
     def _detect(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         height, width = gray.shape
         with torch.inference_mode():
@@ -139,9 +144,9 @@ class OnnxNetwork(torch.nn.Module):
         self.options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.onnxruntime = onnxruntime
         self.sessions: dict[tuple[int, ...], object] = {}
-        self._session((1, 1, CELL, CELL))  # fail here, not on the first frame, when it cannot run
+        self.session_for((1, 1, CELL, CELL))  # fail here, not on the first frame, when it cannot run
 
-    def _session(self, shape: tuple[int, ...]):
+    def session_for(self, shape: tuple[int, ...]):
         session = self.sessions.get(shape)
         if session is None:
             buffer = io.BytesIO()
@@ -156,6 +161,6 @@ class OnnxNetwork(torch.nn.Module):
         return session
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        session = self._session(tuple(image.shape))
+        session = self.session_for(tuple(image.shape))
         outputs = session.run(None, {"image": image.numpy()})
         return tuple(torch.from_numpy(output) for output in outputs)

@@ -25,7 +25,9 @@ def map_extractor(pram_map: PramMap, num_threads: int | None = None, device: str
     settings = pram_map.extractor_config()
     if device is not None:
         settings = {**settings, "device": device}
-    return create_extractor(ExtractorConfig.from_dict(settings), num_threads=num_threads)
+    extractor = create_extractor(ExtractorConfig.from_dict(settings), num_threads=num_threads)
+    extractor.prepare_for(*(int(v) for v in pram_map.camera_size[0]))  # not on the first frame
+    return extractor
 
 
 @dataclass
