@@ -80,8 +80,8 @@ class Continuity:
                  extract: Callable[[np.ndarray], Features] | None = None):
         self.config = config
         self.points_xyz = points_xyz
-        # Features of the previous frame's image, when it was tracked by optical flow (no
-        # features of its own) and the view may have changed since.
+        # The extractor, for the previous frame's image when that frame was tracked by
+        # optical flow (no features of its own) and the view may have changed since.
         self.extract = extract
         self.reset()
 
