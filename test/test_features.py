@@ -339,8 +339,19 @@ def test_matching_in_blocks_gives_the_same_result(monkeypatch):
     b = unit_rows(np.concatenate([a[rng.permutation(300)[:200]] + 0.1 * rng.normal(size=(200, 32)),
                                   rng.normal(size=(100, 32))]))
     whole = match_mutual_nn(a, b, ratio=0.95)
+    # a's side only, and no ratio: b's best alone (one product), checked against plain numpy.
+    d2 = ((a[:, None] - b[None]) ** 2).sum(-1)
+    order = np.argsort(d2, axis=1)
+    mutual = np.argmin(d2, axis=0)[order[:, 0]] == np.arange(len(a))
+    ratio_ok = d2[np.arange(len(a)), order[:, 0]] < 0.95**2 * d2[np.arange(len(a)), order[:, 1]]
+    expected = {(None, True): mutual, (0.95, False): mutual & ratio_ok}
+    one_sided = {key: match_mutual_nn(a, b, ratio=key[0], ratio_b=key[1]) for key in expected}
+    for key, keep in expected.items():
+        np.testing.assert_array_equal(one_sided[key], np.stack([np.flatnonzero(keep), order[keep, 0]], axis=1))
     monkeypatch.setattr(matching, "BLOCK_ELEMENTS", 7 * len(b))  # blocks of 7 rows: odd sizes on purpose
     np.testing.assert_array_equal(match_mutual_nn(a, b, ratio=0.95), whole)
+    for key in expected:
+        np.testing.assert_array_equal(match_mutual_nn(a, b, ratio=key[0], ratio_b=key[1]), one_sided[key])
     assert len(whole) > 150
     # Rows that are not unit length take the full-distance path; scaling every row by 2
     # scales every distance by 2, which changes neither neighbours nor ratios.

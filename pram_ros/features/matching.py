@@ -86,13 +86,19 @@ def match_mutual_nn(descriptors_a, descriptors_b, ratio: float | None = 0.9, max
         a_top = torch.empty((n, min(2, m)), device=device)  # best scores of each a row over b
         a_index = torch.empty(n, dtype=torch.long, device=device)
         b_top = b_index = None  # running best two scores of each b row over a: [M x <=2]
+        b_second = ratio is not None and ratio_b  # b's side needs its second best, not only its best
         for start in range(0, n, block):
             span = slice(start, start + block)
-            top, index = _top2(_scores(a[span], b, unit))
+            scores = _scores(a[span], b, unit)
+            top, index = _top2(scores)
             a_top[span], a_index[span] = top, index[:, 0]
-            # A second product rather than a transposed copy or topk along dim 0: on the CPU
-            # it is the fastest way to get rows for b (about 5 ms for 2048 x 2048).
-            top, index = _top2(_scores(b, a[span], unit))
+            if b_second:
+                # A second product rather than a transposed copy or topk along dim 0: on the CPU
+                # it is the fastest way to get rows for b (about 5 ms for 2048 x 2048).
+                top, index = _top2(_scores(b, a[span], unit))
+            else:  # the best alone: a max down the columns of the same product
+                top, index = scores.max(dim=0)
+                top, index = top[:, None], index[:, None]
             index = index + start
             if b_top is None:
                 b_top, b_index = top, index
