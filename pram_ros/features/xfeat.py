@@ -10,9 +10,10 @@ per frame on a CPU, and `pram_ros.features.matching` does the matching.
 
 On the CPU the network runs on ONNX Runtime where it loads (`ExtractorConfig.runtime`
 "auto"): exported from the loaded weights in memory, once per image size (about 1 s; its
-Unfold layer takes no dynamic size; `prepare_for` does it before the first frame). At 640x480 on 2 threads the network takes about 19-22
-ms there against 25-36 ms in torch, and the whole extraction 28 ms against 30-43 ms
-(2026-12-06, scratch timing of demo frames, both runtimes interleaved in one process).
+Unfold layer takes no dynamic size; `prepare_for` does it before the first frame). At
+640x480 on 2 threads the network takes about 19-22 ms there against 25-36 ms in torch,
+and the whole extraction 28 ms against 30-43 ms (2026-12-06, demo frames, both runtimes
+interleaved in one process: `pram bench --stage features`).
 The keypoint selection and description around it stay XFeat's own, in torch. Torch is
 the fallback, with a log line saying why.
 """
