@@ -104,34 +104,32 @@ def test_map_file_round_trip_and_rejections(posed_map, tmp_path):
 SACRE_COEUR = REPO.parent / "shared" / "data" / "sacre_coeur"
 
 
+def _real_split():
+    """tools/real_split.py, the repository's recipe for real photo sets (it reads their poses)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("real_split", REPO / "tools" / "real_split.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.skipif(not SACRE_COEUR.is_dir(), reason="../shared/data/sacre_coeur is absent")
 def test_sfm_without_poses_on_real_photos_matches_reference_up_to_sim3(tmp_path):
     """10 real photos from different cameras: incremental SfM, Sim3 alignment to the
     reference camera centres (IMC poses, arbitrary scale)."""
-    from scipy.spatial.transform import Rotation
-
     from pram_ros.features import create_extractor
     from pram_ros.io.images import load_image
 
-    rows = [line.split() for line in (SACRE_COEUR / "reference_poses.txt").read_text().splitlines()
-            if line.strip() and not line.startswith("#")]
+    images = sorted((SACRE_COEUR / "images").iterdir())
+    cameras, world_from_cam = _real_split().reference_cameras(SACRE_COEUR, images)
     extractor = create_extractor("sift")
-    names, Ks, widths, heights, centres, features = [], [], [], [], [], []
-    for row in rows:
-        fx, fy, cx, cy = map(float, row[1:5])
-        qw, qx, qy, qz, tx, ty, tz = map(float, row[5:12])
-        rgb = load_image(SACRE_COEUR / "images" / row[0])
-        names.append(row[0])
-        # COLMAP's principal point is 0.5 px off OpenCV's.
-        Ks.append(np.array([[fx, 0, cx - 0.5], [0, fy, cy - 0.5], [0, 0, 1]]))
-        widths.append(rgb.shape[1])
-        heights.append(rgb.shape[0])
-        rotation = Rotation.from_quat([qx, qy, qz, qw]).as_matrix()
-        centres.append(-rotation.T @ np.array([tx, ty, tz]))
-        features.append(extractor.extract(rgb))
-    result = reconstruct(names, features, np.array(Ks), np.array(widths), np.array(heights), tmp_path,
+    names = [path.name for path in images]
+    features = [extractor.extract(load_image(path)) for path in images]
+    Ks, widths, heights = (np.array(values) for values in zip(*cameras))
+    centres = world_from_cam[:, :3, 3]
+    result = reconstruct(names, features, Ks, widths, heights, tmp_path,
                          config=SfmConfig(unposed_pairing="exhaustive", unposed_match_ratio=0.8, num_threads=1))
-    centres = np.array(centres)
     radius = np.median(np.linalg.norm(centres - centres.mean(axis=0), axis=1))
     align_to_positions(result, names, centres, max_error_m=0.05 * radius)
     registered = result.registered()
@@ -435,17 +433,12 @@ def test_photos_from_many_cameras_map_and_localize_with_their_own_cameras(tmp_pa
     matching the whole map (the exhaustive method: no recognizer needed) within 5 cm and
     5 degrees in the poses' units (arbitrary scale; the camera centres span about 9),
     with no wrong pose. The photo the project's `retrieval` also misses may stay LOST."""
-    import importlib.util
-
     from pram_ros.evaluation.localize import localize_frames
     from pram_ros.geometry import pose_difference
     from pram_ros.localization import LocalizerParts, create_localizer
     from pram_ros.localization.loading import map_extractor
 
-    spec = importlib.util.spec_from_file_location("real_split", REPO / "tools" / "real_split.py")
-    real_split = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(real_split)
-    folders = real_split.split(SACRE_COEUR, tmp_path / "split")
+    folders = _real_split().split(SACRE_COEUR, tmp_path / "split")
     mapping = images_from_folder(folders["mapping"] / "images", poses_tum=folders["mapping"] / "poses.tum")
     assert not mapping.one_camera
     pram_map, summary = build_map(mapping, MapBuildConfig())

@@ -22,6 +22,7 @@ from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState
 from sensor_msgs.msg import Image
 
+from pram_ros.evaluation.live import stop_process
 from pram_ros.io.images import load_image
 from pram_ros.msg import LocalizationStatus
 
@@ -107,11 +108,7 @@ def main() -> int:
               f"{samples[-1][0]:.0f} MB, {samples[-1][1]} threads; growth {samples[-1][0] - samples[0][0]:+.0f} MB "
               f"(cycle 2 to last: {samples[-1][0] - samples[min(1, len(samples) - 1)][0]:+.0f} MB)")
     finally:
-        node_process.send_signal(2)
-        try:
-            node_process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            node_process.kill()
+        stop_process(node_process, timeout_s=20)
         node.destroy_node()
         rclpy.try_shutdown()
     print(f"node exit code {node_process.returncode}")

@@ -10,7 +10,6 @@ at the end, and the growth between them.
 from __future__ import annotations
 
 import argparse
-import signal
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import rclpy
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 
+from pram_ros.evaluation.live import stop_process
 from pram_ros.io.camera import load_camera_yaml
 from pram_ros.io.images import load_image
 from pram_ros.msg import LocalizationStatus
@@ -91,11 +91,7 @@ def main() -> int:
               f"{warm:.1f} MB, at the end {final:.1f} MB, growth {100 * (final - warm) / warm:+.2f}%")
         return 0
     finally:
-        node_process.send_signal(signal.SIGINT)
-        try:
-            node_process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            node_process.kill()
+        stop_process(node_process)
         node.destroy_node()
         rclpy.try_shutdown()
 

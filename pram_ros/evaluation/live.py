@@ -50,7 +50,8 @@ def _executable(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
-def _stop(process: subprocess.Popen, timeout_s: float = 15.0) -> str:
+def stop_process(process: subprocess.Popen, timeout_s: float = 15.0) -> str:
+    """SIGINT (a ROS node shuts down cleanly), then kill after `timeout_s`; -> its stderr."""
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
     try:
@@ -127,7 +128,7 @@ def run_live(config: LiveConfig) -> dict:
         while not idle_seen and node.poll() is None and time.monotonic() < deadline:
             executor.spin_once(timeout_sec=0.1)  # the node's first (idle) status: map and model loaded
         if not idle_seen:
-            raise RuntimeError(f"pram_node did not start: {_stop(node)[-2000:]}")
+            raise RuntimeError(f"pram_node did not start: {stop_process(node)[-2000:]}")
         statuses.clear()
         logger.info("pram_node is up; replaying %s at rate %.2f", config.bag, config.rate)
         replay = subprocess.Popen([_executable("pram"), "replay", "--bag", str(config.bag), "--rate", str(config.rate),
@@ -140,17 +141,17 @@ def run_live(config: LiveConfig) -> dict:
             executor.spin_once(timeout_sec=0.1)
         wall_s = time.monotonic() - started
         if replay.returncode != 0:
-            raise RuntimeError(f"pram replay failed: {_stop(replay)[-2000:]}")
+            raise RuntimeError(f"pram replay failed: {stop_process(replay)[-2000:]}")
         settle = time.monotonic() + 3.0
         while time.monotonic() < settle:
             executor.spin_once(timeout_sec=0.1)
-        node_log = _stop(node)
+        node_log = stop_process(node)
         if node.returncode not in (0, None):
             logger.warning("pram_node exited with %s: %s", node.returncode, node_log[-2000:])
     finally:
         for process in processes:
             if process.poll() is None:
-                _stop(process)
+                stop_process(process)
         executor.shutdown()
         listener.destroy_node()
         rclpy.shutdown(context=context)
