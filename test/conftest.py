@@ -43,6 +43,23 @@ def localization_world(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def smooth_query_world(tmp_path_factory) -> Path:
+    """`localization_world`'s off-path query (same seed: the same room, the same map) sampled
+    five times as densely, with its bag: 60 frames. The 12 frames of the other move about
+    300 px apart, too far for optical flow; these about 60."""
+    from pram_ros.world.generate import WorldConfig, generate_world
+
+    out = tmp_path_factory.mktemp("smooth_world") / "world"
+    generate_world(out, WorldConfig(seed=5, rooms=1, frames=40, query_frames=60, sequences=("query_offpath",),
+                                    write_bags=True))
+    return out
+
+
+# Frames of `smooth_query_world`'s query that the map covers and optical flow follows (a 1-2 cm track).
+SMOOTH_FRAMES = range(17, 33)
+
+
+@pytest.fixture(scope="session")
 def localization_map(localization_world) -> Path:
     """The map of `localization_world` and, beside it, a quickly trained recognizer; -> map path."""
     from pram_ros.io.imageset import images_from_folder

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from pram_ros.evaluation.metrics import pose_errors
+from pram_ros.geometry import project_points
 from pram_ros.io.imageset import images_from_folder
 from pram_ros.localization import LOST_VARIANCE, Localizer, LocalizerConfig, State
 from pram_ros.localization.baselines import ExhaustiveLocalizer
@@ -24,7 +25,7 @@ from pram_ros.recognition.dataset import label_space
 from pram_ros.recognition.model import Recognizer
 from pram_ros.recognition.modelfile import default_model_path, load_model, save_model
 
-from conftest import REPO
+from conftest import REPO, SMOOTH_FRAMES
 
 
 @pytest.fixture(scope="module")
@@ -440,3 +441,114 @@ def test_cli_bench_features_compares_the_runtimes(world, localization_map, tmp_p
     onnx = rows["onnxruntime"]
     assert onnx["keypoints_within_1px_min"] >= 0.99 and onnx["descriptor_cosine_min"] >= 0.99, onnx
     assert "onnxruntime" in result.stdout and "p50 ms" in result.stdout
+
+
+def _gray(rgb):
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+
+
+@pytest.fixture(scope="module")
+def smooth_query(smooth_query_world):
+    return _frames(smooth_query_world, "query_offpath")
+
+
+SMOOTH = SMOOTH_FRAMES
+
+
+def test_full_frames_in_the_background_leave_every_frame_to_optical_flow(smooth_query, localizer_parts):
+    """The node's default: after the first relocalization every frame is tracked by optical
+    flow on the caller's thread, while the worker registers frames again with features and
+    the flow follows those. Waiting for the worker after each frame makes the run the same
+    on any machine."""
+    pram_map, recognizer = localizer_parts
+    localizer = Localizer(pram_map, recognizer, LocalizerConfig(klt_frames=2), background=True)
+    try:
+        results = []
+        for step, index in enumerate(SMOOTH):
+            rgb, truth = smooth_query[index]
+            results.append(localizer.process(rgb, step * 100_000_000))
+            _assert_close(results[-1], truth, f"frame {index}")
+            localizer.background.wait()
+        assert results[0].state == State.RELOCALIZED
+        tracked = results[1:]
+        assert all(r.state == State.TRACKED for r in tracked), [r.state.name for r in results]
+        # No features on the caller's thread: they ran on the worker, which refreshed the track.
+        assert sum("features_ms" in r.timings_ms for r in tracked) <= 1, [sorted(r.timings_ms) for r in tracked]
+        assert localizer.background.submitted >= 4 and localizer.background.taken >= 3
+    finally:
+        localizer.close()
+
+
+def test_a_refreshed_frame_is_followed_through_the_frames_tracked_since(smooth_query, localizer_parts):
+    """A refresh arrives frames after its own: its inliers are followed by optical flow
+    through the frames accepted since, so that the next frame flows from the previous one,
+    not from a frame far back."""
+    from pram_ros.localization.tracking import Track
+
+    pram_map, recognizer = localizer_parts
+    localizer = Localizer(pram_map, recognizer, LocalizerConfig(tracking=False))
+    first, last = SMOOTH[0], SMOOTH[0] + 4
+    refreshed = localizer.process(smooth_query[first][0], 0)
+    _assert_close(refreshed, smooth_query[first][1], f"frame {first}")
+    track = Track()
+    for frame, index in enumerate(range(first, last + 1)):
+        cam_from_world = np.linalg.inv(smooth_query[index][1])
+        if frame == 0:
+            track.start_from(cam_from_world)
+        else:
+            track.poses.append(cam_from_world)
+        track.flow_accepted(_gray(smooth_query[index][0]), frame)
+    registration = _registration_of(refreshed)
+    track.refreshed(0, _gray(smooth_query[first][0]), registration, localizer.camera, localizer.points, False, 100)
+    assert track.flow_gray is track.recent[-1][1]  # the last frame's
+    assert len(track.inlier_points) >= 0.5 * registration.num_inliers
+    uv, _ = project_points(localizer.points.xyz[track.inlier_points], np.linalg.inv(smooth_query[last][1]),
+                           localizer.camera.K)
+    assert np.median(np.linalg.norm(uv - track.inliers_uv, axis=1)) < 2.0
+
+
+def _registration_of(result):
+    from pram_ros.localization.registration import Registration
+
+    return Registration(result.cam_from_world, result.covariance, result.inlier_points, result.inliers_uv,
+                        result.num_inliers, result.num_candidates)
+
+
+def test_a_refresh_away_from_the_flow_sends_the_next_frame_through_the_full_pipeline(smooth_query,
+                                                                                    localizer_parts):
+    from pram_ros.localization.background import RefreshJob, refresh_frame
+
+    pram_map, recognizer = localizer_parts
+    localizer = Localizer(pram_map, recognizer, LocalizerConfig(), background=True)
+    first = SMOOTH[0]
+    try:
+        for step in range(2):
+            result = localizer.process(smooth_query[first + step][0], step * 100_000_000)
+            _assert_close(result, smooth_query[first + step][1], f"frame {first + step}")
+        localizer.background.wait()
+        localizer.background.take()  # the worker's own refresh, if any
+        cam_from_world = np.linalg.inv(smooth_query[first + 1][1])
+        moved = cam_from_world.copy()
+        moved[:3, 3] += [0.3, 0.0, 0.0]
+
+        def job(pose):
+            return RefreshJob(localizer.track.generation, localizer.frame, 100_000_000,
+                              _gray(smooth_query[first + 1][0]), localizer.camera, pose, False, 0)
+
+        run = dict(extractor=localizer.extractor, recognizer=recognizer, points=localizer.points,
+                   config=localizer.config)
+        assert refresh_frame(job(cam_from_world), **run).passed
+        away = refresh_frame(job(moved), **run)
+        assert not away.passed and "optical flow's pose" in away.problem, away.problem
+        # The frame after a refresh that passed is an optical-flow frame; after one that failed, a full one.
+        localizer.background.submit(job(moved))
+        localizer.background.wait()
+        result = localizer.process(smooth_query[first + 2][0], 200_000_000)
+        assert "features_ms" in result.timings_ms, sorted(result.timings_ms)
+        _assert_close(result, smooth_query[first + 2][1], f"frame {first + 2}")
+        localizer.background.submit(job(np.linalg.inv(smooth_query[first + 2][1])))
+        localizer.background.wait()
+        result = localizer.process(smooth_query[first + 3][0], 300_000_000)
+        assert "features_ms" not in result.timings_ms, sorted(result.timings_ms)
+    finally:
+        localizer.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import fields
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -517,3 +518,50 @@ def test_node_takes_every_image_encoding(ros_node, processes, localization_world
     assert not lost, lost
     code, _, err = stop_process(process)
     assert code == 0 and "Traceback" not in err, err[-3000:]
+
+
+def _resequenced(sequence: Path, frames: list[int], out: Path) -> Path:
+    """A sequence folder of `sequence`'s frames in the order given, 10 Hz stamps."""
+    import shutil
+
+    from pram_ros.io.tum import save_tum
+
+    stamps_ns, world_from_cam = load_tum(sequence / "poses.tum")
+    images = sorted((sequence / "images").glob("*.png"))
+    (out / "images").mkdir(parents=True)
+    for position, frame in enumerate(frames):
+        (out / "images" / f"{position:06d}.png").symlink_to(images[frame])
+    shutil.copy(sequence / "camera.yaml", out / "camera.yaml")
+    save_tum(out / "poses.tum", stamps_ns[0] + 100_000_000 * np.arange(len(frames)), world_from_cam[frames])
+    return out
+
+
+def test_node_keeps_up_with_a_fast_camera(processes, smooth_query_world, localization_map, tmp_path):
+    """A bag at 3x its rate (30 Hz) through the node's old loop (the newest frame only, all on
+    one thread) and its default (frames wait in order while tracking, each followed by
+    optical flow, the track's full frames on a second thread): the default processes more
+    of the frames. Counts, not times, with wide margins; every frame is accounted for, none
+    wrong, and the node does not fall ever further behind."""
+    from conftest import SMOOTH_FRAMES
+    from pram_ros.evaluation.live import LiveConfig, run_live
+    from pram_ros.io.rosbag import write_sequence_bag
+
+    # The part of the path the map covers and the flow follows: there, back and there again.
+    first, last = SMOOTH_FRAMES[0], SMOOTH_FRAMES[-1]
+    frames = list(range(first, last + 1)) + list(range(last - 1, first - 1, -1)) + list(range(first + 1, last + 1))
+    sequence = _resequenced(smooth_query_world / "query_offpath", frames, tmp_path / "there_and_back")
+    bag = tmp_path / "there_and_back_bag"
+    write_sequence_bag(sequence, bag)
+    ways = {"old": {"max_waiting_frames": "1", "full_frames_in_background": "false"}, "default": {}}
+    runs = {name: run_live(LiveConfig(localization_map, bag, tmp_path / name, rate=3.0, node_params=params))
+            for name, params in ways.items()}
+    for name, metrics in runs.items():
+        assert metrics["frames_processed"] + metrics["dropped_frames"] + metrics["not_received"] == len(frames), \
+            (name, metrics)
+    counts = {name: metrics["frames_processed"] for name, metrics in runs.items()}
+    for name in ("default",):
+        metrics = runs[name]
+        assert metrics["wrong_ratio"] == 0, (name, metrics)
+        assert counts[name] >= counts["old"] + 6, f"frames processed: {counts}"
+        # A queue that kept growing would leave the node seconds behind; it holds 6 frames (0.2 s).
+        assert metrics["latency_ms"]["node_latency_ms"]["p50"] < 500, (name, metrics["latency_ms"])

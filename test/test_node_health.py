@@ -1,5 +1,7 @@
 """pram_node's /diagnostics verdict, from the frame events alone (no DDS)."""
 
+import pytest
+
 from pram_ros.localization import Reason
 from pram_ros.ros.health import ERROR, OK, WARN, Health
 
@@ -48,4 +50,29 @@ def test_frames_that_arrive_but_are_never_processed_are_a_warning():
         health.dropped()
     verdict = health.verdict(5.0)
     assert verdict.level == WARN and "none was processed for 4 s" in verdict.message, verdict
-    assert health.processed("TRACKED", True, Reason.NONE, "", 5.1) == 4  # dropped since the last status
+    assert health.snapshot().dropped == 4
+
+
+def test_waiting_frames_are_taken_in_order_and_each_knows_the_drops_before_it():
+    """While tracking the localizer takes every frame in order; a full queue drops the oldest,
+    and the frame after it carries the drop (continuity reads it as "not adjacent"); while
+    lost only the newest is taken."""
+    from pram_ros.ros.frame_queue import FrameQueue
+
+    drops = []
+    queue = FrameQueue(3, lambda: drops.append(1))
+    for frame in range(5):  # 0 and 1 dropped: 3 wait
+        queue.put(frame)
+    assert len(queue) == 3 and len(drops) == 2
+    assert queue.take() == (2, 2)
+    assert queue.take() == (3, 0)
+    for frame in range(5, 8):  # 4 dropped
+        queue.put(frame)
+    assert queue.take() == (5, 1) and len(drops) == 3
+    assert queue.take(newest_only=True) == (7, 1) and len(drops) == 4  # 6 dropped for the newest
+    assert queue.take() is None
+    queue.put(8)
+    queue.clear()
+    assert queue.take() is None and len(drops) == 4
+    with pytest.raises(ValueError, match="at least 1"):
+        FrameQueue(0, lambda: None)

@@ -24,7 +24,8 @@ from pram_ros.localization import Result
 # The localizer's stages in the order a frame runs through them (retrieval: the baseline's
 # stand-in for recognition; continuity: the check after registration).
 STAGE_ORDER = ("features_ms", "retrieval_ms", "recognition_ms", "tracking_ms", "registration_ms", "continuity_ms")
-STAGES = (*STAGE_ORDER, "total_ms")  # frames.csv's columns
+STAGES = (*STAGE_ORDER, "total_ms")
+FRAME_COLUMNS_MS = (*STAGES, "node_latency_ms")  # frames.csv's; the last only in live runs
 
 
 def localize_frames(localizer, images: ImageSet, stamps_ns: np.ndarray) -> list[Result]:
@@ -66,16 +67,17 @@ def write_localization(out: Path, names: list[str], stamps_ns: np.ndarray, resul
 
 def write_frames_csv(path: Path, names: list[str], stamps_ns: np.ndarray, results: list[Result]) -> None:
     """One row a frame: state, why it was LOST (code and words), inliers, landmarks, what
-    relocalization searched, milliseconds per stage (`pram eval` reports write it too)."""
+    relocalization searched, milliseconds per stage and, in live runs, the node's latency from
+    the image stamp (`pram eval` reports write it too)."""
     with Path(path).open("w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["index", "name", "stamp_ns", "state", "reason_code", "reason", "inliers", "candidates",
-                         "landmarks", "search", *STAGES])
+                         "landmarks", "search", *FRAME_COLUMNS_MS])
         for index, (name, stamp, result) in enumerate(zip(names, stamps_ns, results)):
             writer.writerow([index, name, int(stamp), result.state.name, result.reason.name, result.message,
                              result.num_inliers, result.num_candidates,
                              " ".join(str(int(k)) for k in result.landmark_ids), result.search,
-                             *(_ms(result.timings_ms.get(stage)) for stage in STAGES)])
+                             *(_ms(result.timings_ms.get(column)) for column in FRAME_COLUMNS_MS)])
 
 
 def _ms(value) -> float | str:

@@ -168,6 +168,14 @@ class Continuity:
             (self.anchor.view if self.anchor is not None else None)
         self.anchor, self.continuous = Anchor(cam_from_world, frame, stamp_ns, view), True
 
+    def view_refreshed(self, features: Features, cam_from_world: np.ndarray, stamp_ns: int) -> None:
+        """A tracked frame since the anchor got features (background.py): it is the view that
+        later frames' keypoints are compared with; the anchor's pose stays the newest."""
+        if self.anchor is not None:
+            self.anchor = Anchor(self.anchor.cam_from_world, self.anchor.frame, self.anchor.stamp_ns,
+                                 View(features, cam_from_world))
+        self.previous_features, self.previous_features_stamp_ns = features, stamp_ns
+
     def check(self, result: Result, frame: int, features: Features, camera: Camera) -> Result:
         """Accept a localized result (it becomes the anchor), or hold it (LOST)."""
         config = self.config

@@ -58,8 +58,9 @@ def load_parts(map_path: str | Path, model_path: str | Path | None = None, *, wi
 
 
 def create_localizer(method: str, parts: LocalizerParts, config: LocalizerConfig | None = None,
-                     database=None):
-    """The localizer of a method (METHODS). `retrieval` needs its RetrievalDatabase."""
+                     database=None, background: bool = False):
+    """The localizer of a method (METHODS). `retrieval` needs its RetrievalDatabase.
+    `background`: pram's full frames of the track on a worker thread (background.py)."""
     from pram_ros.localization.baselines import ExhaustiveLocalizer, RetrievalLocalizer
     from pram_ros.localization.localizer import Localizer
 
@@ -76,7 +77,7 @@ def create_localizer(method: str, parts: LocalizerParts, config: LocalizerConfig
         raise ValueError(f"method {method!r} needs the map's recognizer")
     if method == "pram-reloc":
         config = replace(config, tracking=False)
-    return Localizer(parts.map, parts.model.recognizer, config, parts.extractor)
+    return Localizer(parts.map, parts.model.recognizer, config, parts.extractor, background=background)
 
 
 def load_localizer(map_path: str | Path, model_path: str | Path | None = None, method: str = "pram",

@@ -272,6 +272,16 @@ def register_in_view(camera: Camera, index: MapPoints, features: Features, predi
     return outcome
 
 
+def register_tracked(camera: Camera, index: MapPoints, features: Features, predicted: np.ndarray,
+                     config) -> Outcome:
+    """A tracked frame: registered in the predicted pose's view, then refined when
+    `refine_pose` (its first round skips descriptor matching, which was just done)."""
+    outcome = register_in_view(camera, index, features, predicted, config)
+    if outcome.accepted and config.refine_pose:
+        outcome = Outcome(refine(camera, index, features, outcome.registration, config, from_view_first=False), "")
+    return outcome
+
+
 def refine(camera: Camera, index: MapPoints, features: Features, accepted: Registration, config,
            from_view_first: bool = True) -> Registration:
     """An accepted pose registered again against every point it sees, matched near their

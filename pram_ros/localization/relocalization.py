@@ -26,6 +26,7 @@ from pram_ros.localization.registration import (
     Camera,
     MapPoints,
     Outcome,
+    Registration,
     gate,
     match_points,
     refine,
@@ -45,6 +46,13 @@ def ranked_landmarks(recognition: Recognition, top: int) -> np.ndarray:
         extra = [k + 1 for k in order if mass[k] >= 1.0 and k + 1 not in ranked]
         ranked = np.concatenate([ranked, np.asarray(extra, np.int64)])[:top]
     return ranked.astype(np.int64)
+
+
+def landmarks_recognized(index: MapPoints, registration: Registration, recognition: Recognition,
+                         top: int) -> bool:
+    """Does recognition still see a landmark of a tracked pose's inliers (among its `top`)?"""
+    ranked = ranked_landmarks(recognition, top)
+    return bool(np.isin(index.landmarks_of(registration.inlier_points), ranked).any())
 
 
 def register_landmarks(camera: Camera, index: MapPoints, features: Features, recognition: Recognition,

@@ -27,7 +27,7 @@ class Verdict:
 class Counts:
     received: int = 0
     processed: int = 0  # localized or tried (LOST with a reason)
-    dropped: int = 0  # replaced by a newer image before their turn
+    dropped: int = 0  # never taken: more waited than the queue holds, or lost and a newer came
     rejected: int = 0  # could not be used at all (undecodable, wrong camera)
     localized: int = 0
 
@@ -49,7 +49,6 @@ class Health:
         self._last_state = "UNINITIALIZED"
         self._last_reason = ""
         self._last_rejection = ""
-        self._dropped_since_status = 0
 
     def received(self, now_s: float) -> None:
         with self._lock:
@@ -59,12 +58,6 @@ class Health:
     def dropped(self) -> None:
         with self._lock:
             self.counts.dropped += 1
-            self._dropped_since_status += 1
-
-    def dropped_since_processed(self) -> int:
-        """Frames dropped since the last processed one (the localizer's `frames_dropped`)."""
-        with self._lock:
-            return self._dropped_since_status
 
     def rejected(self, reason: Reason, message: str, now_s: float) -> None:
         """A frame that could not be used; it is still answered on ~/status."""
@@ -73,8 +66,8 @@ class Health:
             self._rejected_s = now_s
             self._last_rejection = f"{reason.name}: {message}"
 
-    def processed(self, state: str, localized: bool, reason: Reason, message: str, now_s: float) -> int:
-        """A frame the localizer answered; -> frames dropped since the previous one."""
+    def processed(self, state: str, localized: bool, reason: Reason, message: str, now_s: float) -> None:
+        """A frame the localizer answered."""
         with self._lock:
             self.counts.processed += 1
             self._processed_s = now_s
@@ -83,8 +76,6 @@ class Health:
             if localized:
                 self.counts.localized += 1
                 self._localized_s = now_s
-            dropped, self._dropped_since_status = self._dropped_since_status, 0
-            return dropped
 
     def snapshot(self) -> Counts:
         with self._lock:

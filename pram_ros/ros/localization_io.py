@@ -4,9 +4,12 @@
 ~/pose (PoseWithCovarianceStamped, only while localized unless `publish_lost_pose`),
 ~/pose_stamped, ~/status (one per arriving image that is not dropped, rejected ones
 included, with the reason and counters), TF, markers, a debug image, /diagnostics, and the
-~/relocalize and ~/load_map services. Image callbacks only store the newest frame; the
-owner's thread calls `process_newest` to localize it, so callbacks never wait on the model
-and stale frames are dropped (and counted), never queued.
+~/relocalize and ~/load_map services. Image callbacks only queue the frame (frame_queue.py);
+the owner's thread calls `process_next` to localize it, so callbacks never wait on the
+model. While tracking, frames are taken in order (up to `max_waiting_frames` wait behind a
+slow one, and each is then tracked by optical flow in a few ms): the track follows every
+camera frame instead of jumping over the ones a relocalization took the time of. While
+lost, only the newest frame is worth relocalizing. Frames not taken are dropped and counted.
 
 TF: map -> camera optical frame by default; with `odom_frame` set, map -> odom composed with
 odom -> camera at the image stamp (REP-105), and ~/pose is then the pose of `base_frame`.
@@ -36,6 +39,7 @@ from pram_ros.localization import LOST_VARIANCE, Localizer, LocalizerConfig, Rea
 from pram_ros.localization.loading import create_localizer, load_parts
 from pram_ros.msg import LocalizationStatus
 from pram_ros.ros import convert
+from pram_ros.ros.frame_queue import FrameQueue
 from pram_ros.ros.health import Health
 from pram_ros.ros.params import NodeParams
 from pram_ros.ros.tf import (
@@ -66,7 +70,7 @@ def build_localizer(params: NodeParams, config: LocalizerConfig, map_path: str, 
     if params.feature_preset and params.feature_preset != built_with:
         raise ValueError(f"parameter feature_preset {params.feature_preset!r}: {parts.map_path} was built with "
                          f"{built_with!r} features; rebuild the map to change them")
-    return create_localizer("pram", parts, config)
+    return create_localizer("pram", parts, config, background=params.full_frames_in_background)
 
 
 class LocalizationIO:
@@ -83,7 +87,8 @@ class LocalizationIO:
         self.active = False
         self._camera_info: CameraInfo | None = None
         self._lock = threading.Lock()
-        self._newest = None  # the newest image message, not yet processed
+        self._waiting = FrameQueue(params.max_waiting_frames, self.health.dropped)
+        self._unseen_frames = 0  # frames rejected (or dropped before them) since the localizer's last
         self._pending_hint: np.ndarray | None = None  # cam_from_world from /initialpose
         self._pending_localizer: tuple[Localizer, str] | None = None  # from ~/load_map
         self.wake = threading.Event()
@@ -145,8 +150,7 @@ class LocalizationIO:
             self.node.destroy_subscription(subscription)
         self._inputs = []
         self.active = False
-        with self._lock:
-            self._newest = None
+        self._waiting.clear()
 
     def destroy(self) -> None:
         """Give back everything made in __init__ and the map's memory."""
@@ -160,6 +164,7 @@ class LocalizationIO:
                           self.landmarks_publisher, self.recognized_publisher, self.points_publisher,
                           self.debug_publisher, self.diagnostics_publisher, self.tf_broadcaster.publisher):
             node.destroy_publisher(publisher)
+        self.localizer.close()
         self.localizer = None
 
     def _publish_map(self) -> None:
@@ -173,10 +178,7 @@ class LocalizationIO:
     # -- callbacks (never wait on the model) ------------------------------------------------
     def _on_image(self, msg) -> None:
         self.health.received(time.monotonic())
-        with self._lock:
-            if self._newest is not None:
-                self.health.dropped()
-            self._newest = msg
+        self._waiting.put(msg)
         self.wake.set()
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
@@ -198,7 +200,9 @@ class LocalizationIO:
             self.node.get_logger().error(f"~/load_map: {response.message}")
             return response
         with self._lock:
-            self._pending_localizer = (localizer, request.map_path)
+            replaced, self._pending_localizer = self._pending_localizer, (localizer, request.map_path)
+        if replaced is not None:  # loaded, never used
+            replaced[0].close()
         self.wake.set()
         response.success = True
         response.message = (f"loaded {request.map_path} ({localizer.map.num_landmarks} landmarks, "
@@ -212,7 +216,7 @@ class LocalizationIO:
             self.node.get_logger().warning(f"/initialpose in {msg.header.frame_id!r}, not {p.map_frame!r}: ignored")
             return
         map_from_base = matrix_from_pose_msg(msg.pose.pose)
-        camera_frame = self._camera_frame(self._newest)
+        camera_frame = self._camera_frame(self._waiting.newest())
         try:
             base_from_cam = self.tf_buffer.lookup(p.base_frame, camera_frame, None)
         except TfLookupError as error:
@@ -224,50 +228,59 @@ class LocalizationIO:
         self.node.get_logger().info("tracking from the pose given on /initialpose")
 
     # -- localization (the owner's thread) ----------------------------------------------------
-    def process_newest(self) -> None:
-        """Localize the newest frame, if any, after applying what callbacks left pending."""
+    def process_next(self) -> None:
+        """Localize the next frame, if any, after applying what callbacks left pending: the
+        oldest waiting while tracking, else the newest (the older ones are dropped)."""
         with self._lock:
-            msg, self._newest = self._newest, None
             hint, self._pending_hint = self._pending_hint, None
             swap, self._pending_localizer = self._pending_localizer, None
-            self.wake.clear()
         if swap is not None:
+            self.localizer.close()
             self.localizer, self.map_path = swap
             self._publish_map()
         if hint is not None:
             self.localizer.set_pose_hint(hint)
-        if msg is None:
+        self.wake.clear()  # before taking: a frame put after it sets it again
+        taken = self._waiting.take(newest_only=not self.localizer.tracking)
+        if taken is None:
             return
+        if len(self._waiting):
+            self.wake.set()
+        msg, dropped = taken
         try:
-            self._process(msg)
+            self._process(msg, dropped)
         except Exception as error:  # noqa: BLE001 - one bad frame must not stop the node
             text = f"{type(error).__name__}: {error}"
             self._warn(f"frame skipped: {text}", key=type(error).__name__)
-            self._reject(msg, None, Reason.PROCESSING_ERROR, text)
+            self._reject(msg, None, Reason.PROCESSING_ERROR, text, dropped)
 
-    def _process(self, msg) -> None:
+    def _process(self, msg, dropped: int) -> None:
+        """`dropped`: the camera frames dropped just before this one."""
         stamp_ns = ns_from_time_msg(msg.header.stamp)
         try:
             image = decode_image(msg)
         except ValueError as error:
             self._warn(f"{self.image_topic}: {error}; frame skipped")
-            self._reject(msg, None, Reason.UNDECODABLE_IMAGE, str(error))
+            self._reject(msg, None, Reason.UNDECODABLE_IMAGE, str(error), dropped)
             return
         reason, problem = self._camera_problem(image)
         if problem:
             self._warn(problem + "; frame skipped")
-            self._reject(msg, image, reason, problem)
+            self._reject(msg, image, reason, problem, dropped)
             return
-        result = self.localizer.process(image, stamp_ns, self.health.dropped_since_processed())
+        unseen, self._unseen_frames = self._unseen_frames, 0
+        result = self.localizer.process(image, stamp_ns, dropped + unseen)
         if result.state == State.LOST and result.message:
             self.node.get_logger().debug(f"not localized: {result.message}")
-        self._publish(msg, image, result)
+        self._publish(msg, image, result, dropped)
 
-    def _reject(self, msg, image: np.ndarray | None, reason: Reason, message: str) -> None:
-        """A frame that could not be used: answered on ~/status and counted, never localized."""
+    def _reject(self, msg, image: np.ndarray | None, reason: Reason, message: str, dropped: int) -> None:
+        """A frame that could not be used: answered on ~/status and counted, never localized
+        (for the localizer it is one more frame dropped before the next)."""
         self.health.rejected(reason, message, time.monotonic())
+        self._unseen_frames += dropped + 1
         result = Result(ns_from_time_msg(msg.header.stamp), State.LOST, message=message, reason=reason)
-        self._publish_status(msg, result, dropped=0)
+        self._publish_status(msg, result, dropped)
 
     def _warn(self, text: str, key: str | None = None) -> None:
         """A warning at most every WARN_EVERY_S per kind (`key`, default the text up to its
@@ -313,7 +326,7 @@ class LocalizationIO:
         return frame.lstrip("/") or "camera_optical_frame"
 
     # -- outputs ----------------------------------------------------------------------------
-    def _publish(self, msg, image: np.ndarray, result: Result) -> None:
+    def _publish(self, msg, image: np.ndarray, result: Result, dropped: int) -> None:
         p = self.params
         header = Header(stamp=msg.header.stamp, frame_id=p.map_frame)
         camera_frame = self._camera_frame(msg)
@@ -340,8 +353,7 @@ class LocalizationIO:
             caption = f"{result.state.name} {result.num_inliers} inliers {result.message}"
             rgb = convert.debug_rgb(image, result.keypoints_uv, result.keypoint_landmarks, result.inliers_uv, caption)
             self.debug_publisher.publish(convert.rgb8_msg(Header(stamp=msg.header.stamp, frame_id=camera_frame), rgb))
-        dropped = self.health.processed(result.state.name, result.localized, result.reason, result.message,
-                                        time.monotonic())
+        self.health.processed(result.state.name, result.localized, result.reason, result.message, time.monotonic())
         with self._lock:
             self._last_result = result
             self._rate_window = [t for t in self._rate_window if t > time.monotonic() - 5.0] + [time.monotonic()]

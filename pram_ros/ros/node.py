@@ -147,7 +147,7 @@ def _malloc_trim() -> None:
 
 
 def localize_until_shutdown(node: PramNode | PramLifecycleNode, stop: threading.Event) -> None:
-    """Localize the newest frame, again and again, until `stop` or the context ends."""
+    """Localize the next frame, again and again, until `stop` or the context ends."""
     while not stop.is_set() and node.context.ok():
         io = node.localizing()
         if io is None:  # a lifecycle node not configured
@@ -157,7 +157,7 @@ def localize_until_shutdown(node: PramNode | PramLifecycleNode, stop: threading.
             continue
         with node.io_lock:
             if node.localizing() is io:  # not cleaned up meanwhile
-                io.process_newest()
+                io.process_next()
 
 
 def _spin(executor: SingleThreadedExecutor, stop: threading.Event) -> None:

@@ -40,6 +40,10 @@ class NodeParams:
     feature_preset: str = setting("", "Feature extractor; empty: the one the map was built with (xfeat or sift).",
                                   "input", choices=("", "xfeat", "sift"))
     num_threads: int = setting(2, "CPU threads for features and recognition.", "input", low=1, high=64)
+    full_frames_in_background: bool = setting(
+        True, "Track every frame by optical flow while the track's full frames (features, registration, "
+        "recognition checks) run on a second thread, so that a 30 Hz camera is not kept waiting; false: one "
+        "thread, as pram eval runs offline.", "input")
     image_topic: str = setting("image", "Camera image topic (rectified images of the map's camera).", "topics")
     camera_info_topic: str = setting("camera_info", "CameraInfo topic of that camera.", "topics")
     image_qos: str = setting("sensor_data", "QoS of the image subscription: sensor_data (best effort) or reliable.",
@@ -47,6 +51,11 @@ class NodeParams:
     image_transport: str = setting("raw", "raw: sensor_msgs/Image on image_topic; compressed: "
                                    "sensor_msgs/CompressedImage (JPEG, PNG) on image_topic/compressed, as "
                                    "image_transport names it.", "topics", choices=("raw", "compressed"))
+    max_waiting_frames: int = setting(
+        6, "While tracking, frames that arrive during a slow one (a relocalization) wait, up to this many, and "
+        "are then tracked in order (optical flow, a few ms each), so the track follows every camera frame; "
+        "beyond it the oldest is dropped. While lost only the newest waits. 1: only the newest, always.",
+        "topics", low=1, high=100)
     map_frame: str = setting("map", "Fixed frame of the map (REP-105 'map').", "frames")
     camera_frame: str = setting("", "Camera optical frame; empty: the image header's frame_id.", "frames")
     odom_frame: str = setting("", "Empty: publish map->camera. Set: publish map->odom composed with odom->camera "
