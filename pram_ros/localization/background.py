@@ -1,4 +1,5 @@
-"""Full frames on a second thread, so that a camera at 30 Hz never waits on features.
+"""The track's full frames on a second thread, so that the camera's thread need not wait on
+features.
 
 A full frame (features, registration, refinement) costs 70-120 ms on two cores, several
 camera periods at 30 Hz; a node that does it on the camera's thread drops the frames that
@@ -10,12 +11,13 @@ frame too (the pose with more inliers wins, as on the camera's thread); nothing 
 changes the localizer.
 
 The first frame the localizer processes after the worker finished takes the refresh
-(`Localizer._take_refresh`): when it passed, optical flow follows the refreshed frame's
-inliers from then on; when it failed (tracking lost, the landmarks no longer recognized,
-or a pose away from the flow's), the next frame runs the full pipeline on
-the camera's thread, with the same checks as without a worker. A refresh is never
-published: its frame was, when the flow tracked it. Relocalization (no track) always runs
-on the camera's thread.
+(`Localizer._take_refresh`): when it passed, the refreshed frame's inliers are followed by
+optical flow through the frames accepted since (`Track.refreshed`), and the flow goes on
+from there; when it failed (tracking lost, the landmarks no longer recognized, or a pose
+away from the flow's), the frame that takes it runs the full pipeline on the camera's
+thread, with the same checks as without a worker. When the flow cannot go on, the refresh
+in flight is waited for first. A refresh is never published: its frame was, when the flow
+tracked it. Relocalization (no track) always runs on the camera's thread.
 """
 
 from __future__ import annotations
