@@ -499,7 +499,7 @@ def test_a_refreshed_frame_is_followed_through_the_frames_tracked_since(smooth_q
             track.poses.append(cam_from_world)
         track.flow_accepted(_gray(smooth_query[index][0]), frame)
     registration = _registration_of(refreshed)
-    track.refreshed(0, _gray(smooth_query[first][0]), registration, localizer.camera, localizer.points, False, 100)
+    track.refreshed(0, _gray(smooth_query[first][0]), registration, localizer.camera, False, 100)
     assert track.flow_gray is track.recent[-1][1]  # the last frame's
     assert len(track.inlier_points) >= 0.5 * registration.num_inliers
     uv, _ = project_points(localizer.points.xyz[track.inlier_points], np.linalg.inv(smooth_query[last][1]),

@@ -244,10 +244,10 @@ class Localizer(TakesAnyCamera):
         job = refresh.job
         if not refresh.passed:
             logger.debug("frame %d refreshed in the background: %s; full pipeline next", job.frame, refresh.problem)
-            self.track.full_frame_next = True
+            self.track.refresh_failed()
             return
         registration = refresh.outcome.registration
-        self.track.refreshed(job.frame, job.gray, registration, self.camera, self.points, refresh.recognized,
+        self.track.refreshed(job.frame, job.gray, registration, self.camera, refresh.recognized,
                              refresh.strongest_inliers)
         self.continuity.view_refreshed(refresh.features, registration.cam_from_world, job.stamp_ns)
 

@@ -2,8 +2,8 @@
 
 `Track` owns the last two accepted poses (for a constant-velocity prediction), the last
 accepted frame's PnP inliers and gray image (for optical flow; or a refreshed earlier
-frame's, background.py), and how many tracked frames ago recognition last checked it. The localizer tells it what was accepted
-(`accept`) or lost (`drop`); `follow_flow` registers a frame by optical flow (KLT) of the
+frame's, background.py), and how many tracked frames ago recognition last checked it. The
+localizer tells it what was accepted (`accept`) or lost (`drop`); `follow_flow` registers a frame by optical flow (KLT) of the
 last inliers and changes nothing: the caller accepts what passes.
 """
 
@@ -15,7 +15,6 @@ import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from pram_ros.geometry import project_points
 from pram_ros.localization.config import LocalizerConfig
 from pram_ros.localization.registration import Camera, MapPoints, Outcome, Registration, estimate_pose, gate
 from pram_ros.localization.result import State
@@ -50,9 +49,9 @@ class Track:
         self.inlier_points = np.zeros(0, np.int64)
         self.flow_gray: np.ndarray | None = None  # the last accepted frame, for optical flow
         self.flow_frames = 0  # optical-flow frames in a row since it
-        # (frame, gray, cam_from_world) of the last accepted frames, oldest first: a refresh
-        # of one of them is followed through the later ones.
-        self.recent: list[tuple[int, np.ndarray, np.ndarray]] = []
+        # (frame, gray) of the last accepted frames, oldest first: a refresh of one of them
+        # is followed through the later ones.
+        self.recent: list[tuple[int, np.ndarray]] = []
 
     def start_from(self, cam_from_world: np.ndarray, frames_since_check: int = 0, stamp_ns: int = 0) -> None:
         """Track from this pose on the next frame (a hint, or a held jump's pose)."""
@@ -111,25 +110,27 @@ class Track:
         self._remember(frame, gray)
 
     def refreshed(self, frame: int, gray: np.ndarray, registration: Registration, camera: Camera,
-                  index: MapPoints, recognition_checked: bool, strongest_inliers: int) -> None:
+                  recognition_checked: bool, strongest_inliers: int) -> None:
         """An earlier tracked frame registered again with features (background.py): its
         inliers, followed by optical flow through the frames accepted since, are what the
         next frame follows. The poses stay the newer frames'."""
         uv, points, previous = registration.inliers_uv, registration.inlier_points, gray
-        for later, later_gray, cam_from_world in self.recent:
-            if later <= frame:
-                continue
-            guess, depth = project_points(index.xyz[points], cam_from_world, camera.K)
-            uv, keep = follow_points(previous, later_gray, uv, np.where((depth > 0)[:, None], guess, uv), camera)
-            uv, points, previous = uv[keep], points[keep], later_gray
+        for later, later_gray in self.recent:
+            if later > frame:
+                uv, keep = follow_points(previous, later_gray, uv, camera)
+                uv, points, previous = uv[keep], points[keep], later_gray
         self.flow_gray, self.flow_frames = previous, 0
         self.inliers_uv, self.inlier_points = uv, points
         self.strongest_inliers = strongest_inliers
         if recognition_checked:
             self.frames_since_check = 0
 
+    def refresh_failed(self) -> None:
+        """A refresh of this track failed (background.py): the next frame takes the full pipeline."""
+        self.full_frame_next = True
+
     def _remember(self, frame: int, gray: np.ndarray) -> None:
-        self.recent = (self.recent + [(frame, gray, self.poses[-1])])[-_RECENT_FRAMES:]
+        self.recent = (self.recent + [(frame, gray)])[-_RECENT_FRAMES:]
 
     def flow_ready(self, config: LocalizerConfig, max_flow_frames: int | None = None) -> bool:
         """May the next frame be tracked by optical flow? At most `max_flow_frames` in a row
@@ -143,7 +144,7 @@ class Track:
         that a point that slid off its corner is dropped), then PnP against their map points."""
         # From the last pixels, not from the predicted pose's projections: starting there let
         # more fast-turn frames pass on the CI world, with poses up to 5 degrees off.
-        uv, keep = follow_points(self.flow_gray, gray, self.inliers_uv, self.inliers_uv, camera)
+        uv, keep = follow_points(self.flow_gray, gray, self.inliers_uv, camera)
         points = self.inlier_points[keep]
         registration = estimate_pose(camera, uv[keep], points, index.xyz[points], config.track_ransac_max_error_px)
         outcome = gate(registration, config.min_track_inliers, config.klt_min_inlier_ratio)
@@ -160,18 +161,14 @@ class Track:
         self._remember(frame, gray)
 
 
-def follow_points(previous_gray: np.ndarray, gray: np.ndarray, previous_uv: np.ndarray, guess_uv: np.ndarray,
+def follow_points(previous_gray: np.ndarray, gray: np.ndarray, previous_uv: np.ndarray,
                   camera: Camera) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels followed by pyramidal optical flow from `guess_uv` on, then back (a point that
-    slid off its corner does not come back); -> (their pixels in `gray`, which were followed)."""
+    """Pixels followed by pyramidal optical flow, then back (a point that slid off its corner
+    does not come back); -> (their pixels in `gray`, which were followed)."""
     previous = np.asarray(previous_uv, np.float32).reshape(-1, 1, 2)
-    guess = np.where(np.isfinite(guess_uv), guess_uv, previous_uv).astype(np.float32).reshape(-1, 1, 2)
     if not len(previous):
         return np.zeros((0, 2), np.float32), np.zeros(0, bool)
-    uv, found, _ = cv2.calcOpticalFlowPyrLK(previous_gray, gray, previous, guess,
-                                            flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **_KLT_WINDOW)
-    # Back from where the points landed, with no guess: started at their old pixels, it would
-    # confirm any landing place.
+    uv, found, _ = cv2.calcOpticalFlowPyrLK(previous_gray, gray, previous, None, **_KLT_WINDOW)
     back, found_back, _ = cv2.calcOpticalFlowPyrLK(gray, previous_gray, uv, None, **_KLT_WINDOW)
     uv, back = uv.reshape(-1, 2), back.reshape(-1, 2)
     keep = (found.ravel() == 1) & (found_back.ravel() == 1) & \
