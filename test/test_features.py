@@ -239,15 +239,17 @@ def test_xfeat_loads_weights_from_the_package_without_network(monkeypatch):
     assert next(extractor.model.net.parameters()).device.type == "cpu"
 
 
-def test_xfeat_on_onnxruntime_gives_torchs_features(sequence, extractors):
-    """The default CPU runtime is ONNX Runtime; on rendered frames its keypoints are
-    torch's (within 1 px) and its descriptors the same (cosine >= 0.99)."""
+@pytest.mark.parametrize("runtime", ["openvino", "onnxruntime"])
+def test_xfeat_on_a_cpu_runtime_gives_torchs_features(sequence, extractors, runtime):
+    """The CPU runtimes (OpenVINO is the default, ONNX Runtime the next): on rendered frames
+    their keypoints are torch's (within 1 px) and their descriptors the same (cosine >= 0.99)."""
     on_torch = create_extractor("xfeat", device="cpu", runtime="torch")
-    on_onnx = extractors["xfeat"]
-    assert (on_torch.runtime, on_onnx.runtime) == ("torch", "onnxruntime")
+    on_runtime = extractors["xfeat"] if runtime == "openvino" else create_extractor("xfeat", device="cpu",
+                                                                                     runtime=runtime)
+    assert (on_torch.runtime, on_runtime.runtime) == ("torch", runtime)
     for index in (0, FRAMES // 2, FRAMES - 1):
         image = sequence.image(index)
-        a, b = on_torch.extract(image), on_onnx.extract(image)
+        a, b = on_torch.extract(image), on_runtime.extract(image)
         distance = np.linalg.norm(a.keypoints[:, None] - b.keypoints[None], axis=2)
         nearest = distance.argmin(axis=1)
         close = distance[np.arange(len(a)), nearest] <= 1.0
@@ -255,22 +257,25 @@ def test_xfeat_on_onnxruntime_gives_torchs_features(sequence, extractors):
         cosine = np.sum(a.descriptors[close] * b.descriptors[nearest[close]], axis=1)
         assert cosine.min() >= 0.99, (index, cosine.min())
     # A localizer prepares the map camera's size when it loads, not on its first frame.
-    fresh = create_extractor("xfeat-1024", device="cpu")
+    fresh = create_extractor("xfeat-1024", device="cpu", runtime=runtime)
     fresh.prepare_for(640, 481)
     assert (1, 1, 480, 640) in fresh.model.net.sessions
 
 
-def test_xfeat_falls_back_to_torch_without_onnxruntime(monkeypatch, caplog):
+def test_xfeat_falls_back_through_the_cpu_runtimes_to_torch(monkeypatch, caplog):
     import sys
 
-    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import fails as if not installed
+    assert create_extractor("xfeat-1024", device="cpu").runtime == "onnxruntime"
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with caplog.at_level("INFO", logger="pram_ros.features.xfeat"):
         extractor = create_extractor("xfeat-1024", device="cpu")
     assert extractor.runtime == "torch"
-    assert "XFeat runs on torch: onnxruntime is unavailable" in caplog.text
+    assert "XFeat runs on torch: openvino is not installed" in caplog.text
+    assert "onnxruntime is not installed" in caplog.text
     assert len(extractor.extract(np.full((64, 64), 128, np.uint8))) == 0  # still runs
-    with pytest.raises(RuntimeError, match="XFeat on onnxruntime"):
-        create_extractor("xfeat-1024", device="cpu", runtime="onnxruntime")
+    with pytest.raises(RuntimeError, match="XFeat on openvino"):
+        create_extractor("xfeat-1024", device="cpu", runtime="openvino")
 
 
 # --- matching --------------------------------------------------------------------------------

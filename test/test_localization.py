@@ -428,8 +428,8 @@ def test_config_refuses_values_outside_their_declared_range():
 
 
 def test_cli_bench_features_compares_the_runtimes(world, localization_map, tmp_path):
-    """`pram bench --stage features`: the map's extractor on torch and on onnxruntime, over
-    the same images, with their agreement (counts and agreement, not times)."""
+    """`pram bench --stage features`: the map's extractor on torch, onnxruntime and openvino,
+    over the same images, with their agreement (counts and agreement, not times)."""
     out = tmp_path / "features.json"
     result = subprocess.run([sys.executable, "-m", "pram_ros.cli", "bench", "--stage", "features", "--map",
                              str(localization_map), "--images", str(world / "query_offpath" / "images"),
@@ -437,10 +437,13 @@ def test_cli_bench_features_compares_the_runtimes(world, localization_map, tmp_p
                             timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = {row["runtime"]: row for row in json.loads(out.read_text())["rows"]}
-    assert set(rows) == {"torch", "onnxruntime"} and rows["onnxruntime"]["frames"] == rows["torch"]["frames"] == 24
-    onnx = rows["onnxruntime"]
-    assert onnx["keypoints_within_1px_min"] >= 0.99 and onnx["descriptor_cosine_min"] >= 0.99, onnx
-    assert "onnxruntime" in result.stdout and "p50 ms" in result.stdout
+    assert set(rows) == {"torch", "onnxruntime", "openvino"}
+    for runtime in ("onnxruntime", "openvino"):
+        row = rows[runtime]
+        assert row["frames"] == rows["torch"]["frames"] == 24, row
+        assert row["keypoints_within_1px_min"] >= 0.99 and row["descriptor_cosine_min"] >= 0.99, row
+        assert runtime in result.stdout
+    assert "p50 ms" in result.stdout
 
 
 def _gray(rgb):

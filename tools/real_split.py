@@ -101,6 +101,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--query-parity", type=int, choices=(0, 1), default=1, help="1: odd images are queries")
     parser.add_argument("--bench", action="store_true", help="pram bench --dataset OUT (every method)")
+    parser.add_argument("--method", action="append", help="with --bench: the methods (repeat; default: pram "
+                                                          "bench's, every method but retrieval-lg)")
     parser.add_argument("--rebuild", action="store_true", help="delete OUT's map, recognizer and database first")
     parser.add_argument("--minutes", type=float, default=2.0, help="recognizer training budget (default 2)")
     args = parser.parse_args()
@@ -112,6 +114,8 @@ def main() -> None:
     if args.bench:
         command = [sys.executable, "-m", "pram_ros.cli", "bench", "--dataset", str(args.out),
                    "--minutes", str(args.minutes), "--out", str(args.out / "bench")]
+        for method in args.method or ():
+            command += ["--method", method]
         print("$ pram " + " ".join(command[3:]), flush=True)
         sys.exit(subprocess.run(command).returncode)
 

@@ -13,8 +13,8 @@ Subcommands exist only for stages that are built:
                                 node in rerun's viewer (where RViz is missing)
   pram bench                    every localization method (pram, pram-reloc, exhaustive, retrieval)
                                 on the same query sequences: accuracy, latency per stage, map bytes
-  pram bench --stage recognition  recognizer latency and accuracy: float32, bfloat16, int8
-  pram bench --stage features   feature extraction latency per runtime: torch, onnxruntime
+  pram bench --stage recognition  recognizer latency and accuracy per runtime: torch, onnxruntime, openvino
+  pram bench --stage features   feature extraction latency per runtime: torch, onnxruntime, openvino
   pram bench --scale --rooms 1 2 4  each method's latency, recall and memory against map size
   pram params [--yaml]          every node and localizer parameter (default, range, doc)
   pram replay --bag BAG          publish a rosbag2 over DDS (stands in for `ros2 bag play`)
@@ -36,11 +36,12 @@ from pram_ros.cli.view import add_view_command
 logger = logging.getLogger("pram")
 
 
-METHOD_CHOICES = ["pram", "pram-reloc", "exhaustive", "retrieval"]  # written out: --help must not import torch
+METHOD_CHOICES = ["pram", "pram-reloc", "exhaustive", "retrieval", "retrieval-lg"]  # written out: --help must not import torch
 METHOD_HELP = ("pram: with tracking (default); pram-reloc: recognition and registration every frame; exhaustive: "
                "every keypoint against every map point, every frame; retrieval: hloc-style, top-k database images by "
-               "VLAD, matching through their observations (needs the retrieval database, built beside the map when "
-               "missing)")
+               "VLAD, mutual-NN matching through their observations (needs the retrieval database, built beside the "
+               "map when missing); retrieval-lg: the same with LighterGlue, XFeat's learned matcher (XFeat maps; "
+               "about 2 s a frame on 2 CPU cores)")
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -295,8 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--stage", choices=["localization", "recognition", "features"], default="localization",
                        help="localization (default): every method (pram, pram-reloc, exhaustive, retrieval) on "
                             "the world's query sequences in one process; recognition: the recognizer alone, "
-                            "float32 against bfloat16 and int8; features: the map's extractor on --images, "
-                            "torch against onnxruntime")
+                            "torch (float32, bfloat16, int8) against onnxruntime and openvino (f32, bf16); "
+                            "features: the map's extractor on --images, torch against onnxruntime and openvino")
     bench.add_argument("--map", help="map file (localization default: demo/map.npz)")
     bench.add_argument("--model", help="recognizer (default: beside the map)")
     bench.add_argument("--world", default="demo/world", help="localization: world folder with query_* sequences "
@@ -307,8 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
                                          "when missing")
     bench.add_argument("--sequence", action="append", help="localization: a sequence of the world to use "
                                                            "(repeat; default: every query_*)")
-    bench.add_argument("--method", action="append", choices=["pram", "pram-reloc", "exhaustive", "retrieval"],
-                       help="localization: a method to run (repeat; default: all four)")
+    bench.add_argument("--method", action="append", choices=METHOD_CHOICES,
+                       help="localization: a method to run (repeat; default: all but retrieval-lg, which takes "
+                            "seconds a frame)")
     bench.add_argument("--images", help="recognition: query images folder with poses.tum and depth/ beside it")
     bench.add_argument("--gt", help="recognition: TUM file of world_from_camera poses (default: IMAGES/../poses.tum)")
     bench.add_argument("--threads", type=positive_int, default=2, help="CPU threads (default 2)")

@@ -113,6 +113,7 @@ def _eval_localization(args: argparse.Namespace) -> int:
     from pram_ros.evaluation.report import describe_metrics, ground_truth_stamps, run_sequence, write_report
     from pram_ros.io.imageset import images_from_bag, images_from_folder
     from pram_ros.localization import create_localizer, load_parts
+    from pram_ros.localization.loading import RETRIEVAL_METHODS
 
     if len(args.map) != 1:
         raise ValueError("localization takes one --map")
@@ -136,7 +137,7 @@ def _eval_localization(args: argparse.Namespace) -> int:
         source = {"images": str(images_dir)}
     else:
         raise ValueError("give --images DIR or --bag BAG")
-    database = _retrieval_database(map_path, parts.map, args) if args.method == "retrieval" else None
+    database = _retrieval_database(map_path, parts.map, args) if args.method in RETRIEVAL_METHODS else None
     localizer = create_localizer(args.method, parts, database=database)
     run = run_sequence(localizer, images, stamps)
     unmapped = _unmapped(Path(args.bag or args.images).parent, parts.map.meta)
@@ -171,6 +172,7 @@ def cmd_localize(args: argparse.Namespace) -> int:
     from pram_ros.evaluation.localize import localize_frames, write_localization
     from pram_ros.io.imageset import images_from_bag, images_from_folder
     from pram_ros.localization import create_localizer, load_parts
+    from pram_ros.localization.loading import RETRIEVAL_METHODS
 
     if bool(args.images) == bool(args.bag):
         raise ValueError("give --images DIR or --bag BAG")
@@ -184,7 +186,7 @@ def cmd_localize(args: argparse.Namespace) -> int:
         stamps = np.round(np.arange(len(images.names)) * 1e9 / args.rate_hz).astype(np.int64)
         source = {"images": args.images, "rate_hz": args.rate_hz}
     parts = load_parts(args.map, args.model, with_model=args.method in ("pram", "pram-reloc"), num_threads=args.threads)
-    database = _retrieval_database(args.map, parts.map, args) if args.method == "retrieval" else None
+    database = _retrieval_database(args.map, parts.map, args) if args.method in RETRIEVAL_METHODS else None
     localizer = create_localizer(args.method, parts, database=database)
     results = localize_frames(localizer, images, stamps)
     summary = write_localization(Path(args.out), images.names, stamps, results,
@@ -204,6 +206,7 @@ def _retrieval_database(map_path: str, pram_map, args: argparse.Namespace):
     """The map's retrieval database (--retrieval-db, default beside the map): built and
     cached when missing or with --rebuild-retrieval; a stale one is refused."""
     from pram_ros.mapping.retrieval_db import (
+        OldRetrievalDatabase,
         build_retrieval_database,
         default_database_path,
         load_retrieval_database,
@@ -212,7 +215,10 @@ def _retrieval_database(map_path: str, pram_map, args: argparse.Namespace):
 
     path = Path(args.retrieval_db) if args.retrieval_db else default_database_path(map_path)
     if path.exists() and not args.rebuild_retrieval:
-        return load_retrieval_database(path, pram_map)
+        try:
+            return load_retrieval_database(path, pram_map)
+        except OldRetrievalDatabase as error:
+            logger.info("%s; rebuilding it", error)
     logger.info("building the retrieval database %s (the full reconstruction of the map's images; once)", path)
     try:
         database = build_retrieval_database(pram_map, args.map_images, num_threads=args.threads)
@@ -276,6 +282,7 @@ def _bench_localization(args: argparse.Namespace) -> int:
 
     from pram_ros.evaluation.bench import BenchConfig, format_table, query_sequences, run_bench
     from pram_ros.localization import load_parts
+    from pram_ros.localization.loading import RETRIEVAL_METHODS
 
     # Every method under the same budget: torch (XFeat, recognizer) and OpenCV threads.
     torch.set_num_threads(args.threads)
@@ -289,7 +296,7 @@ def _bench_localization(args: argparse.Namespace) -> int:
     methods = tuple(args.method) if args.method else BenchConfig.methods
     sequences = query_sequences(world, names)  # checked before the map and model load
     parts = load_parts(map_path, args.model, num_threads=args.threads)
-    database = _retrieval_database(map_path, parts.map, args) if "retrieval" in methods else None
+    database = _retrieval_database(map_path, parts.map, args) if set(methods) & set(RETRIEVAL_METHODS) else None
     config = BenchConfig(methods=methods, threads=args.threads, extra={"map": map_path, "world": str(world)})
     bench = run_bench(parts, database, sequences, config)
     print(format_table(bench))

@@ -31,7 +31,7 @@ from pram_ros.mapping.retrieval_db import RetrievalDatabase
 
 logger = logging.getLogger(__name__)
 
-BASELINES = ("retrieval", "exhaustive")
+BASELINES = ("retrieval", "exhaustive", "retrieval-lg")
 STAGES = ("features_ms", "recognition_ms", "tracking_ms", "retrieval_ms", "registration_ms")
 
 
@@ -84,7 +84,7 @@ def evenly_spaced(sequence: QuerySequence, count: int) -> QuerySequence:
 
 @dataclass
 class BenchConfig:
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = tuple(m for m in METHODS if m != "retrieval-lg")  # seconds a frame: on request
     threads: int = 2
     warmup_frames: int = 1  # per method, not counted: first-call allocations and lazy imports
     extra: dict = field(default_factory=dict)  # recorded in bench.json as given

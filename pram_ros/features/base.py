@@ -31,8 +31,8 @@ logger = logging.getLogger(__name__)
 EXTRACTORS = ("xfeat", "sift")
 DEVICES = ("auto", "cpu", "cuda")
 # XFeat's network: "auto" runs ONNX Runtime on the CPU when it loads (torch otherwise, and
-# always on cuda); "torch" and "onnxruntime" choose.
-RUNTIMES = ("auto", "torch", "onnxruntime")
+# always on cuda); "torch", "onnxruntime" and "openvino" choose.
+RUNTIMES = ("auto", "torch", "onnxruntime", "openvino")
 MIN_IMAGE_SIDE = 32  # smaller images give no features (XFeat needs at least one 32-px cell)
 
 

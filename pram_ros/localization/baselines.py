@@ -3,9 +3,11 @@
 - `ExhaustiveLocalizer`: every keypoint against every map point (no recognition), then
   the same PnP, gate and refinement as PRAM.
 - `RetrievalLocalizer` (hloc-style): the query's VLAD -> the top-k database images by
-  cosine similarity -> mutual-NN matching of the query keypoints against each of those
-  images' observations, pooled into 2D-3D matches -> PnP and the gate. It needs the
-  retrieval database (mapping/retrieval_db.py), which keeps what the PRAM map drops.
+  cosine similarity -> matching of the query keypoints against each of those images'
+  observations, pooled into 2D-3D matches -> PnP and the gate. Method `retrieval` matches
+  by mutual nearest neighbour, `retrieval-lg` with LighterGlue, XFeat's learned matcher
+  (features/lighterglue.py), as hloc users would. It needs the retrieval database
+  (mapping/retrieval_db.py), which keeps what the PRAM map drops.
 
 Neither tracks: every frame is relocalized from scratch, as hloc does. Both share the
 front end (frontend.py) and registration (registration.py) with the PRAM localizer.
@@ -26,6 +28,8 @@ from pram_ros.localization.relocalization import register_all_points
 from pram_ros.localization.result import Result, State, Unusable, lost
 from pram_ros.mapping.mapfile import PramMap
 from pram_ros.mapping.retrieval_db import RetrievalConfig, RetrievalDatabase, RetrievalDatabaseError, vlad
+
+MATCHERS = ("mutual-nn", "lighterglue")
 
 
 def relocalize_frame(extractor: FeatureExtractor, camera: InputCamera, config: LocalizerConfig, image,
@@ -90,10 +94,11 @@ class ExhaustiveLocalizer(FrameByFrame, TakesAnyCamera):
 
 
 class RetrievalLocalizer(FrameByFrame, TakesAnyCamera):
-    """The hloc-style baseline; `process(image, stamp_ns)`."""
+    """The hloc-style baseline; `process(image, stamp_ns)`. `matcher`: MATCHERS."""
 
     def __init__(self, pram_map: PramMap, database: RetrievalDatabase, config: LocalizerConfig | None = None,
-                 retrieval: RetrievalConfig | None = None, extractor: FeatureExtractor | None = None):
+                 retrieval: RetrievalConfig | None = None, extractor: FeatureExtractor | None = None,
+                 matcher: str = "mutual-nn"):
         from pram_ros.localization.loading import map_extractor
 
         descriptor_dim = int(pram_map.meta["extractor"]["descriptor_dim"])
@@ -105,6 +110,17 @@ class RetrievalLocalizer(FrameByFrame, TakesAnyCamera):
         self.database = database
         self.extractor = extractor or map_extractor(pram_map)
         self.use_map_cameras(pram_map)
+        if matcher not in MATCHERS:
+            raise ValueError(f"matcher: expected one of {MATCHERS}, got {matcher!r}")
+        self.learned = None
+        if matcher == "lighterglue":
+            if pram_map.meta["extractor"].get("name") != "xfeat":
+                raise ValueError("the LighterGlue matcher takes XFeat features; this map was built with "
+                                 f"{pram_map.meta['extractor'].get('name')!r}")
+            from pram_ros.features.lighterglue import LighterGlueMatcher
+
+            self.learned = LighterGlueMatcher(str(getattr(self.extractor, "device", "cpu")))
+            self.image_sizes = pram_map.camera_size[pram_map.image_camera]
 
     def memory_bytes(self) -> dict[str, int]:
         return self.database.memory_bytes()
@@ -130,8 +146,14 @@ class RetrievalLocalizer(FrameByFrame, TakesAnyCamera):
         pairs = []
         for image in images:
             rows = self.database.observations(int(image))
-            matches = match_mutual_nn(descriptors, self.database.obs_descriptor[rows].astype(np.float32),
-                                      ratio=self.config.match_ratio)
+            if self.learned is not None:
+                matches = self.learned.match(features.keypoints[:count], descriptors, features.image_size,
+                                             self.database.obs_keypoint_uv[rows],
+                                             self.database.obs_descriptor[rows].astype(np.float32),
+                                             tuple(int(v) for v in self.image_sizes[int(image)]))
+            else:
+                matches = match_mutual_nn(descriptors, self.database.obs_descriptor[rows].astype(np.float32),
+                                          ratio=self.config.match_ratio)
             pairs.append(np.stack([matches[:, 0], self.database.obs_point[rows][matches[:, 1]]], axis=1))
         # A keypoint may match several points through different images: RANSAC picks.
         pairs = np.unique(np.concatenate(pairs).astype(np.int64), axis=0) if pairs else np.zeros((0, 2), np.int64)

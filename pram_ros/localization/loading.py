@@ -17,7 +17,8 @@ from pram_ros.features.base import resolve_device
 from pram_ros.localization.config import LocalizerConfig
 from pram_ros.mapping.mapfile import PramMap, load_map
 
-METHODS = ("pram", "pram-reloc", "exhaustive", "retrieval")
+METHODS = ("pram", "pram-reloc", "exhaustive", "retrieval", "retrieval-lg")
+RETRIEVAL_METHODS = {"retrieval": "mutual-nn", "retrieval-lg": "lighterglue"}  # method: matcher
 
 
 def map_extractor(pram_map: PramMap, num_threads: int | None = None, device: str | None = None) -> FeatureExtractor:
@@ -50,16 +51,17 @@ def load_parts(map_path: str | Path, model_path: str | Path | None = None, *, wi
     map_path = Path(map_path).expanduser()
     device = resolve_device(device)
     pram_map = load_map(map_path)
+    extractor = map_extractor(pram_map, num_threads, device)  # first: it sets torch's thread count
     model = None
     if with_model:
         model_path = Path(model_path).expanduser() if model_path else default_model_path(map_path)
-        model = load_model(model_path, [(str(map_path), pram_map)], device=device)
-    return LocalizerParts(map_path, pram_map, model, map_extractor(pram_map, num_threads, device))
+        model = load_model(model_path, [(str(map_path), pram_map)], device=device, runtime="auto")
+    return LocalizerParts(map_path, pram_map, model, extractor)
 
 
 def create_localizer(method: str, parts: LocalizerParts, config: LocalizerConfig | None = None,
                      database=None, background: bool = False):
-    """The localizer of a method (METHODS). `retrieval` needs its RetrievalDatabase.
+    """The localizer of a method (METHODS). The retrieval methods need their RetrievalDatabase.
     `background`: pram's full frames of the track on a worker thread (background.py)."""
     from pram_ros.localization.baselines import ExhaustiveLocalizer, RetrievalLocalizer
     from pram_ros.localization.localizer import Localizer
@@ -67,10 +69,11 @@ def create_localizer(method: str, parts: LocalizerParts, config: LocalizerConfig
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}, expected one of {list(METHODS)}")
     config = config or LocalizerConfig()
-    if method == "retrieval":
+    if method in RETRIEVAL_METHODS:
         if database is None:
-            raise ValueError("method 'retrieval' needs a retrieval database")
-        return RetrievalLocalizer(parts.map, database, config, extractor=parts.extractor)
+            raise ValueError(f"method {method!r} needs a retrieval database")
+        return RetrievalLocalizer(parts.map, database, config, extractor=parts.extractor,
+                                  matcher=RETRIEVAL_METHODS[method])
     if method == "exhaustive":
         return ExhaustiveLocalizer(parts.map, config, parts.extractor)
     if parts.model is None:
@@ -84,7 +87,7 @@ def load_localizer(map_path: str | Path, model_path: str | Path | None = None, m
                    config: LocalizerConfig | None = None, *, num_threads: int | None = None, device: str = "auto",
                    retrieval_db: str | Path | None = None):
     """A ready localizer: `load_localizer("demo/map.npz").process(rgb, stamp_ns)`.
-    `retrieval` reads its database from `retrieval_db` (default MAP.retrieval.npz)."""
+    The retrieval methods read their database from `retrieval_db` (default MAP.retrieval.npz)."""
     from pram_ros.mapping.retrieval_db import default_database_path, load_retrieval_database
 
     if method not in METHODS:
@@ -92,6 +95,6 @@ def load_localizer(map_path: str | Path, model_path: str | Path | None = None, m
     parts = load_parts(map_path, model_path, with_model=method in ("pram", "pram-reloc"), num_threads=num_threads,
                        device=device)
     database = None
-    if method == "retrieval":
+    if method in RETRIEVAL_METHODS:
         database = load_retrieval_database(retrieval_db or default_database_path(parts.map_path), parts.map)
     return create_localizer(method, parts, config, database)

@@ -39,13 +39,14 @@ from pram_ros.mapping.sfm import SfmConfig, reconstruct, tracks_from_result
 logger = logging.getLogger(__name__)
 
 DATABASE_FORMAT = "pram_ros.retrieval"
-DATABASE_VERSION = 1
+DATABASE_VERSION = 2  # 2: each observation's keypoint pixels (for the learned matcher)
 META_FIELD = "meta_json"
 ARRAYS = {  # name: (dtype, number of dimensions)
     "point_xyz": (np.float32, 2),  # [P x 3] every triangulated point
     "image_obs_offsets": (np.int64, 1),  # [I+1] observations grouped by database image (CSR)
     "obs_point": (np.int32, 1),  # [O] the 3D point each observation sees
     "obs_descriptor": (np.float16, 2),  # [O x D] its keypoint's descriptor
+    "obs_keypoint_uv": (np.float32, 2),  # [O x 2] its keypoint, pixels
     "global_descriptor": (np.float32, 2),  # [I x C*D] VLAD, unit length
     "codebook": (np.float32, 2),  # [C x D] VLAD cluster centres
 }
@@ -53,6 +54,10 @@ ARRAYS = {  # name: (dtype, number of dimensions)
 
 class RetrievalDatabaseError(ValueError):
     """A retrieval database file that cannot be used: names the file and the field."""
+
+
+class OldRetrievalDatabase(RetrievalDatabaseError):
+    """A file of an older format version: a cache to rebuild, not a broken file."""
 
 
 @dataclass
@@ -75,6 +80,7 @@ class RetrievalDatabase:
     image_obs_offsets: np.ndarray
     obs_point: np.ndarray
     obs_descriptor: np.ndarray
+    obs_keypoint_uv: np.ndarray
     global_descriptor: np.ndarray
     codebook: np.ndarray
 
@@ -88,7 +94,8 @@ class RetrievalDatabase:
     def memory_bytes(self) -> dict[str, int]:
         """What the baseline holds to localize, by part."""
         return {"points": int(self.point_xyz.nbytes),
-                "observations": int(self.image_obs_offsets.nbytes + self.obs_point.nbytes + self.obs_descriptor.nbytes),
+                "observations": int(self.image_obs_offsets.nbytes + self.obs_point.nbytes + self.obs_descriptor.nbytes
+                                    + self.obs_keypoint_uv.nbytes),
                 "global_descriptors": int(self.global_descriptor.nbytes + self.codebook.nbytes)}
 
     def observations(self, image: int) -> slice:
@@ -175,10 +182,12 @@ def build_retrieval_database(pram_map: PramMap, images: ImageSet | str | Path | 
     obs_image, obs_point, obs_keypoint = tracks.obs_image[order], obs_point[order], tracks.obs_keypoint[order]
     dim = features[0].descriptor_dim
     obs_descriptor = np.empty((len(order), dim), np.float16)
+    obs_keypoint_uv = np.empty((len(order), 2), np.float32)
     offsets = np.searchsorted(obs_image, np.arange(pram_map.num_images + 1)).astype(np.int64)
     for image in range(pram_map.num_images):
         rows = slice(offsets[image], offsets[image + 1])
         obs_descriptor[rows] = features[image].descriptors[obs_keypoint[rows]]
+        obs_keypoint_uv[rows] = features[image].keypoints[obs_keypoint[rows]]
 
     codebook = train_codebook([f.descriptors for f in features], config)
     global_descriptor = np.stack([vlad(f.descriptors, codebook) for f in features])
@@ -192,7 +201,7 @@ def build_retrieval_database(pram_map: PramMap, images: ImageSet | str | Path | 
     logger.info("retrieval database: %d points, %d observations over %d images, %.1f s", len(tracks), len(order),
                 pram_map.num_images, stats["build_s"])
     return RetrievalDatabase(meta, tracks.xyz.astype(np.float32), offsets, obs_point.astype(np.int32), obs_descriptor,
-                             global_descriptor.astype(np.float32), codebook)
+                             obs_keypoint_uv, global_descriptor.astype(np.float32), codebook)
 
 
 # ----------------------------------------------------------------------------------------
@@ -232,6 +241,13 @@ def load_retrieval_database(path: str | Path, pram_map: PramMap | None = None) -
     except Exception as exc:  # not a zip, truncated
         raise RetrievalDatabaseError(f"{path}: not a readable .npz retrieval database ({type(exc).__name__}: {exc})")
     with npz:
+        try:
+            meta = json.loads(npz[META_FIELD].tobytes().decode("utf-8"))
+        except (KeyError, ValueError):
+            meta = {}
+        if meta.get("format") == DATABASE_FORMAT and meta.get("version") != DATABASE_VERSION:
+            raise OldRetrievalDatabase(f"{path}: version {meta.get('version')!r}, this pram_ros reads version "
+                                       f"{DATABASE_VERSION}: rebuild it (--rebuild-retrieval)")
         missing = [name for name in (META_FIELD, *ARRAYS) if name not in npz.files]
         if missing:
             raise RetrievalDatabaseError(f"{path}: missing arrays {missing}: not a {DATABASE_FORMAT} file")
@@ -252,6 +268,7 @@ def load_retrieval_database(path: str | Path, pram_map: PramMap | None = None) -
     if len(database.image_obs_offsets) != images + 1 or database.num_images != images \
             or database.image_obs_offsets[-1] != len(database.obs_point) \
             or len(database.obs_descriptor) != len(database.obs_point) \
+            or len(database.obs_keypoint_uv) != len(database.obs_point) \
             or (len(database.obs_point) and database.obs_point.max() >= len(database.point_xyz)):
         raise RetrievalDatabaseError(f"{path}: image_obs_offsets, obs_point, obs_descriptor and global_descriptor "
                                      f"disagree with {images} images and {len(database.point_xyz)} points")

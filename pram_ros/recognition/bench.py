@@ -1,10 +1,12 @@
-"""Recognizer speed and accuracy per numeric variant: float32, bfloat16 autocast, int8.
+"""Recognizer speed and accuracy per runtime and numeric variant: torch in float32, bfloat16
+autocast and int8; ONNX Runtime; OpenVINO in f32 and bf16.
 
 In: a loaded recognizer, query images with ground-truth poses and depth, and the map.
 Out: one row per variant: p50/p90 milliseconds of `recognize` (features are extracted
 once beforehand and not timed), top-3 recall and landmark-keypoint accuracy, and how often
-its labels agree with float32's. int8 is PyTorch dynamic quantization of the linear layers
-(attention itself stays in float32).
+its labels agree with torch float32's. int8 is PyTorch dynamic quantization of the linear
+layers (attention itself stays in float32). A runtime that does not load gives a row with
+its error.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from pram_ros.recognition.evaluate import query_truth
 from pram_ros.recognition.metrics import RecognitionMetrics
 from pram_ros.recognition.model import Recognizer
 
-VARIANTS = ("float32", "bfloat16", "int8")
+VARIANTS = ("float32", "bfloat16", "int8", "onnxruntime", "openvino-f32", "openvino-bf16")
+EXPORTED = {"onnxruntime": ("onnxruntime", "f32"), "openvino-f32": ("openvino", "f32"),
+            "openvino-bf16": ("openvino", "bf16")}
 
 
 @dataclass
@@ -57,7 +61,10 @@ def load_queries(extractor: FeatureExtractor, pram_map: PramMap, label_offset: i
 
 def variant_recognizer(recognizer: Recognizer, variant: str) -> Recognizer:
     if variant == "float32":
-        return recognizer
+        return Recognizer(recognizer.net, device=str(recognizer.device))
+    if variant in EXPORTED:
+        runtime, precision = EXPORTED[variant]
+        return Recognizer(recognizer.net, device="cpu", runtime=runtime, precision=precision)
     if variant == "bfloat16":
         return Recognizer(recognizer.net, device=str(recognizer.device), dtype=torch.bfloat16)
     if variant == "int8":
@@ -73,7 +80,11 @@ def variant_recognizer(recognizer: Recognizer, variant: str) -> Recognizer:
 def bench_recognizer(recognizer: Recognizer, queries: list[Query], variants=VARIANTS, warmup: int = 3) -> list[dict]:
     rows, reference = [], None
     for variant in variants:
-        candidate = variant_recognizer(recognizer, variant)
+        try:
+            candidate = variant_recognizer(recognizer, variant)
+        except RuntimeError as error:
+            rows.append({"variant": variant, "error": str(error)})
+            continue
         for query in queries[:warmup]:
             candidate.recognize(query.features)
         times, labels, metrics = [], [], RecognitionMetrics()
@@ -102,10 +113,13 @@ def bench_recognizer(recognizer: Recognizer, queries: list[Query], variants=VARI
 
 def format_rows(rows: list[dict], keypoints: int, threads: int) -> str:
     header = f"recognizer, {keypoints} keypoints per image, {threads} threads"
-    lines = [header, f"  {'variant':<10}{'p50 ms':>9}{'p90 ms':>9}{'top-3 recall':>14}{'kp accuracy':>13}{'agrees':>9}"]
+    lines = [header, f"  {'variant':<14}{'p50 ms':>9}{'p90 ms':>9}{'top-3 recall':>14}{'kp accuracy':>13}{'agrees':>9}"]
     for row in rows:
+        if "error" in row:
+            lines.append(f"  {row['variant']:<14}not available: {row['error']}")
+            continue
         agreement = row["label_agreement_with_float32"]
-        lines.append(f"  {row['variant']:<10}{row['p50_ms']:>9.1f}{row['p90_ms']:>9.1f}"
+        lines.append(f"  {row['variant']:<14}{row['p50_ms']:>9.1f}{row['p90_ms']:>9.1f}"
                      f"{row['top3_recall'] if row['top3_recall'] is not None else float('nan'):>14.3f}"
                      f"{row['landmark_accuracy'] if row['landmark_accuracy'] is not None else float('nan'):>13.3f}"
                      f"{'-' if agreement is None else f'{agreement:.3f}':>9}")

@@ -97,8 +97,9 @@ def _one_line(exc: BaseException) -> str:
 
 
 def load_model(path: str | Path, maps: list[tuple[str, PramMap]] | None = None, device: str = "cpu",
-               dtype: torch.dtype = torch.float32) -> RecognizerModel:
-    """Read and check a recognizer file; `maps` ([(path, map)]) must be the maps it was trained on."""
+               dtype: torch.dtype = torch.float32, runtime: str = "torch") -> RecognizerModel:
+    """Read and check a recognizer file; `maps` ([(path, map)]) must be the maps it was trained on.
+    `runtime`: `Recognizer`'s (localization uses "auto")."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such recognizer file: train one with `pram train --map MAP`")
@@ -132,7 +133,8 @@ def load_model(path: str | Path, maps: list[tuple[str, PramMap]] | None = None, 
         raise ModelFileError(f"{path}: weights do not fit the configuration ({_one_line(exc)})") from None
     if maps is not None:
         check_maps(path, scenes, maps)
-    return RecognizerModel(Recognizer(net, device=device, dtype=dtype), scenes, extractor, training)
+    return RecognizerModel(Recognizer(net, device=device, dtype=dtype, runtime=runtime), scenes, extractor,
+                           training)
 
 
 def check_maps(path: Path, scenes: list[Scene], maps: list[tuple[str, PramMap]]) -> None:

@@ -1,0 +1,143 @@
+"""CPU inference runtimes for our torch networks: ONNX Runtime and OpenVINO.
+
+In: a torch module and example inputs. Out: a `Session` whose `run(arrays)` returns the
+module's outputs as numpy arrays, computed by the chosen runtime from the module exported
+to ONNX in memory (nothing is written to disk or downloaded; OpenVINO reads the same ONNX
+bytes, so its telemetry-sending converters are never used).
+
+Torch stays the reference and the fallback: callers catch `RuntimeUnavailable` and run the
+module itself, with a log line saying why.
+
+Precision: "f32", or "bf16" (OpenVINO only; where the CPU computes bf16 natively, e.g.
+AVX512-BF16 or AMX; elsewhere OpenVINO keeps f32).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+CPU_RUNTIMES = ("onnxruntime", "openvino")
+PRECISIONS = ("f32", "bf16")
+
+
+class RuntimeUnavailable(RuntimeError):
+    """The runtime is not installed, or could not compile or run the network."""
+
+
+def onnx_bytes(module: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], input_names: Sequence[str],
+               output_names: Sequence[str], dynamic_axes: dict | None = None) -> bytes:
+    """The module exported to ONNX (opset 17, TorchScript exporter), in memory."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")  # the exporter's tracer warnings are about shapes we fix per session
+        torch.onnx.export(module, example_inputs, buffer, input_names=list(input_names),
+                          output_names=list(output_names), dynamic_axes=dynamic_axes, opset_version=17,
+                          dynamo=False)
+    return buffer.getvalue()
+
+
+class Session:
+    """One compiled network: `run([array, ...]) -> [array, ...]`, in the export's input order.
+    Safe to call from several threads (one call at a time)."""
+
+    runtime = ""
+
+    def __init__(self, precision: str):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
+        self.precision = precision
+        self._lock = threading.Lock()
+
+    def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        with self._lock:
+            return self._run([np.ascontiguousarray(a, dtype=np.float32) for a in inputs])
+
+    def _run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        raise NotImplementedError
+
+
+class OnnxRuntimeSession(Session):
+    runtime = "onnxruntime"
+
+    def __init__(self, model: bytes, num_threads: int, precision: str = "f32"):
+        super().__init__(precision)
+        if precision != "f32":
+            raise RuntimeUnavailable("onnxruntime runs these networks in f32 only")
+        try:
+            import onnxruntime
+        except ImportError as error:
+            raise RuntimeUnavailable(f"onnxruntime is not installed ({error})") from None
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = max(1, int(num_threads))
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only
+        # Waiting threads that spin take the cores torch's work between networks needs
+        # (2 cores, XFeat: features p50 32 ms spinning, 28 ms not).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self._session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise RuntimeUnavailable(f"onnxruntime cannot load the network ({_one_line(error)})") from None
+        self._names = [i.name for i in self._session.get_inputs()]
+
+    def _run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        return self._session.run(None, dict(zip(self._names, inputs)))
+
+
+class OpenVinoSession(Session):
+    runtime = "openvino"
+
+    def __init__(self, model: bytes, num_threads: int, precision: str = "f32"):
+        super().__init__(precision)
+        try:
+            import openvino
+        except ImportError as error:
+            raise RuntimeUnavailable(f"openvino is not installed ({error})") from None
+        try:
+            core = openvino.Core()
+            compiled = core.compile_model(core.read_model(model, b""), "CPU", {
+                "INFERENCE_NUM_THREADS": max(1, int(num_threads)),
+                "PERFORMANCE_HINT": "LATENCY",
+                "INFERENCE_PRECISION_HINT": precision,
+            })
+            self._request = compiled.create_infer_request()
+            self._outputs = len(compiled.outputs)
+        except Exception as error:  # openvino raises RuntimeError and its own types
+            raise RuntimeUnavailable(f"openvino cannot compile the network ({_one_line(error)})") from None
+
+    def _run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        self._request.infer(inputs)
+        # The request reuses its output buffers on the next call: copy.
+        return [np.array(self._request.get_output_tensor(i).data) for i in range(self._outputs)]
+
+
+def create_session(runtime: str, model: bytes, num_threads: int, precision: str = "f32") -> Session:
+    if runtime == "onnxruntime":
+        return OnnxRuntimeSession(model, num_threads, precision)
+    if runtime == "openvino":
+        return OpenVinoSession(model, num_threads, precision)
+    raise ValueError(f"runtime: expected one of {CPU_RUNTIMES}, got {runtime!r}")
+
+
+def cpu_computes_bf16() -> bool:
+    """Whether OpenVINO reports native bf16 on this CPU (False when openvino is missing)."""
+    try:
+        import openvino
+
+        return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    except Exception:  # no openvino, or no CPU plugin
+        return False
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text[:200] if text else type(error).__name__
