@@ -36,7 +36,8 @@ from pram_ros.cli.view import add_view_command
 logger = logging.getLogger("pram")
 
 
-METHOD_CHOICES = ["pram", "pram-reloc", "exhaustive", "retrieval", "retrieval-lg"]  # written out: --help must not import torch
+# Written out: --help must not import torch.
+METHOD_CHOICES = ["pram", "pram-reloc", "exhaustive", "retrieval", "retrieval-lg"]
 METHOD_HELP = ("pram: with tracking (default); pram-reloc: recognition and registration every frame; exhaustive: "
                "every keypoint against every map point, every frame; retrieval: hloc-style, top-k database images by "
                "VLAD, mutual-NN matching through their observations (needs the retrieval database, built beside the "
