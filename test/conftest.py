@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,6 +22,10 @@ REPO = Path(__file__).resolve().parents[1]
 # rclpy.init, in this process and in every process a test starts.
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 100))
+# Exported networks are cached (pram_ros/inference.py): in a folder of this run's own, so
+# that nothing left on the machine changes what the suite tests.
+os.environ["PRAM_CACHE_DIR"] = tempfile.mkdtemp(prefix="pram_test_cache_")
+atexit.register(shutil.rmtree, os.environ["PRAM_CACHE_DIR"], True)
 
 
 @pytest.fixture(scope="session")

@@ -278,6 +278,35 @@ def test_xfeat_falls_back_through_the_cpu_runtimes_to_torch(monkeypatch, caplog)
         create_extractor("xfeat-1024", device="cpu", runtime="openvino")
 
 
+
+def test_exported_networks_are_cached_by_what_the_export_depends_on(monkeypatch, tmp_path):
+    """A second export of the same network reads the cache; other weights or input sizes
+    export anew; a cache folder that cannot be written is skipped."""
+    import torch
+
+    from pram_ros import inference
+
+    monkeypatch.setenv("PRAM_CACHE_DIR", str(tmp_path / "cache"))
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU())
+    exports = []
+    real_export = inference._export
+    monkeypatch.setattr(inference, "_export", lambda *args: exports.append(args) or real_export(*args))
+    first = inference.onnx_bytes(net, (torch.zeros(1, 1, 8, 8),), ["image"], ["out"])
+    assert inference.onnx_bytes(net, (torch.zeros(1, 1, 8, 8),), ["image"], ["out"]) == first
+    assert len(exports) == 1 and len(list((tmp_path / "cache" / "onnx").glob("*.onnx"))) == 1
+    inference.onnx_bytes(net, (torch.zeros(1, 1, 16, 8),), ["image"], ["out"])
+    with torch.no_grad():
+        net[0].bias += 1.0
+    changed = inference.onnx_bytes(net, (torch.zeros(1, 1, 8, 8),), ["image"], ["out"])
+    assert len(exports) == 3 and changed != first
+    session = inference.create_session("onnxruntime", changed, 1)
+    expected = net(torch.ones(1, 1, 8, 8)).detach().numpy()
+    np.testing.assert_allclose(session.run([np.ones((1, 1, 8, 8))])[0], expected, atol=1e-5)
+    (tmp_path / "blocked").write_text("a file where the cache folder should be")
+    monkeypatch.setenv("PRAM_CACHE_DIR", str(tmp_path / "blocked"))
+    assert inference.onnx_bytes(net, (torch.zeros(1, 1, 8, 8),), ["image"], ["out"]) == changed
+    assert len(exports) == 4
+
 # --- matching --------------------------------------------------------------------------------
 
 def unit_rows(x: np.ndarray) -> np.ndarray:

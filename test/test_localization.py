@@ -555,3 +555,22 @@ def test_a_refresh_away_from_the_flow_sends_the_next_frame_through_the_full_pipe
         assert "features_ms" not in result.timings_ms, sorted(result.timings_ms)
     finally:
         localizer.close()
+
+
+def test_descriptor_twins_match_masking_every_pair():
+    """The candidate search gives what masking every near pair gives, including points whose
+    most similar candidates are all near (the exhaustive fallback)."""
+    from pram_ros.localization.registration import descriptor_twins
+
+    rng = np.random.default_rng(3)
+    xyz = rng.uniform(0.0, 2.0, (400, 3))
+    descriptors = rng.normal(size=(400, 16)).astype(np.float32)
+    # A cluster of near points with near-identical descriptors: their few candidates are all near.
+    xyz[:12] = xyz[0] + rng.normal(0.0, 0.01, (12, 3))
+    descriptors[:12] = descriptors[0] + rng.normal(0.0, 0.01, (12, 16))
+    descriptors /= np.linalg.norm(descriptors, axis=1, keepdims=True)
+    similarity = descriptors @ descriptors.T
+    similarity[np.linalg.norm(xyz[:, None] - xyz[None], axis=2) < 0.3] = -np.inf
+    expected = np.where(np.isfinite(similarity.max(axis=1)), similarity.argmax(axis=1), -1)
+    np.testing.assert_array_equal(descriptor_twins(descriptors, xyz, 0.3, candidates=4), expected)
+    assert (descriptor_twins(descriptors[:2], xyz[:2] * 0.0, 0.3) == -1).all()  # nothing far enough

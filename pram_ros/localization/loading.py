@@ -63,19 +63,22 @@ def create_localizer(method: str, parts: LocalizerParts, config: LocalizerConfig
                      database=None, background: bool = False):
     """The localizer of a method (METHODS). The retrieval methods need their RetrievalDatabase.
     `background`: pram's full frames of the track on a worker thread (background.py)."""
-    from pram_ros.localization.baselines import ExhaustiveLocalizer, RetrievalLocalizer
-    from pram_ros.localization.localizer import Localizer
-
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}, expected one of {list(METHODS)}")
     config = config or LocalizerConfig()
     if method in RETRIEVAL_METHODS:
+        from pram_ros.localization.baselines import RetrievalLocalizer
+
         if database is None:
             raise ValueError(f"method {method!r} needs a retrieval database")
         return RetrievalLocalizer(parts.map, database, config, extractor=parts.extractor,
                                   matcher=RETRIEVAL_METHODS[method])
     if method == "exhaustive":
+        from pram_ros.localization.baselines import ExhaustiveLocalizer
+
         return ExhaustiveLocalizer(parts.map, config, parts.extractor)
+    from pram_ros.localization.localizer import Localizer
+
     if parts.model is None:
         raise ValueError(f"method {method!r} needs the map's recognizer")
     if method == "pram-reloc":

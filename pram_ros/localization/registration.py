@@ -305,15 +305,37 @@ def refine(camera: Camera, index: MapPoints, features: Features, accepted: Regis
     return best
 
 
-def descriptor_twins(descriptors: np.ndarray, xyz: np.ndarray, min_distance_m: float) -> np.ndarray:
+def descriptor_twins(descriptors: np.ndarray, xyz: np.ndarray, min_distance_m: float,
+                     candidates: int = 32) -> np.ndarray:
     """For each point, the point at least `min_distance_m` away whose descriptor is the most
     similar (-1 when there is none): its look-alike under a repeated texture. Exhaustive,
-    O(points^2): about a second for 16k points; large maps need an approximate search."""
+    O(points^2) similarities; the distance is checked only for each point's `candidates` most
+    similar points, and over all of them for the few points whose candidates are all near
+    (on the demo map 2 of 16k; 2x faster than masking every pair)."""
     count = len(descriptors)
-    chunk = max(16, min(2048, (1 << 25) // max(count, 1)))  # two [chunk x count] float32 matrices
+    chunk = max(16, min(2048, (1 << 25) // max(count, 1)))  # a [chunk x count] float32 matrix
     twins = np.full(count, -1, np.int64)
     if count < 2:
         return twins
+    all_descriptors = torch.from_numpy(np.ascontiguousarray(descriptors, np.float32))
+    xyz = np.ascontiguousarray(xyz, np.float64)
+    unresolved = []
+    with torch.inference_mode():
+        for start in range(0, count, chunk):
+            rows = np.arange(start, min(start + chunk, count))
+            similar = (all_descriptors[rows] @ all_descriptors.T).topk(min(candidates, count), dim=1).indices.numpy()
+            far = np.linalg.norm(xyz[similar] - xyz[rows, None], axis=2) >= min_distance_m
+            found = far.any(axis=1)
+            twins[rows[found]] = similar[found, far[found].argmax(axis=1)]
+            unresolved.extend(rows[~found])
+        all_xyz = torch.from_numpy(xyz)
+        for start in range(0, len(unresolved), chunk):
+            rows = np.array(unresolved[start:start + chunk])
+            similarity = all_descriptors[rows] @ all_descriptors.T
+            similarity.masked_fill_(torch.cdist(all_xyz[rows], all_xyz) < min_distance_m, -np.inf)
+            best, nearest = similarity.max(dim=1)
+            twins[rows] = torch.where(torch.isfinite(best), nearest, -1).numpy()
+    return twins
     all_descriptors = torch.from_numpy(np.ascontiguousarray(descriptors, np.float32))
     all_xyz = torch.from_numpy(np.ascontiguousarray(xyz, np.float32))
     with torch.inference_mode():

@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
-from sklearn.cluster import KMeans
 from pram_ros.progress import progress
 
 from pram_ros.features import ExtractorConfig, FeatureExtractor, Features, create_extractor
@@ -129,6 +128,8 @@ def train_codebook(descriptor_sets: list[np.ndarray], config: RetrievalConfig) -
         raise ValueError(f"{len(pool)} database descriptors for a codebook of {config.num_clusters} centres")
     if len(pool) > config.codebook_samples:
         pool = pool[np.sort(rng.choice(len(pool), config.codebook_samples, replace=False))]
+    from sklearn.cluster import KMeans  # here: importing it costs a second of every localizer's start
+
     kmeans = KMeans(n_clusters=config.num_clusters, n_init=1, max_iter=100, random_state=config.seed).fit(pool)
     return kmeans.cluster_centers_.astype(np.float32)
 
