@@ -6,10 +6,9 @@ to ONNX (OpenVINO reads the same ONNX bytes, so its telemetry-sending converters
 used; nothing is downloaded).
 
 Exporting takes about a second per network and input size, at every start of a node or a
-tool: the ONNX bytes are kept in a cache folder (PRAM_CACHE_DIR, else
-$XDG_CACHE_HOME/pram_ros or ~/.cache/pram_ros), named by a hash of everything the export
-depends on (the weights, the module's structure and source file, the input shapes, torch's
-version). A cache that cannot be read or written is skipped, never an error.
+tool: the ONNX bytes are kept in the cache folder (pram_ros/cache.py), named by a hash of
+everything the export depends on (the weights, the module's structure and source file, the
+input shapes, torch's version).
 
 Torch stays the reference and the fallback: callers catch `RuntimeUnavailable` and run the
 module itself, with a log line saying why.
@@ -20,11 +19,9 @@ AVX512-BF16 or AMX; elsewhere OpenVINO keeps f32).
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import io
 import logging
-import os
 import threading
 import warnings
 from collections.abc import Sequence
@@ -32,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from pram_ros.cache import cache_path, content_key, read_cached, write_cached
 
 logger = logging.getLogger(__name__)
 
@@ -47,29 +46,17 @@ ONNX_OPSET = 17
 EXPORT_VERSION = 1  # bump when the export itself changes
 
 
-def cache_dir() -> Path:
-    """Where exported networks are kept (see the module docstring)."""
-    if os.environ.get("PRAM_CACHE_DIR"):
-        return Path(os.environ["PRAM_CACHE_DIR"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "pram_ros"
-
-
 def export_key(module: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], input_names: Sequence[str],
                output_names: Sequence[str], dynamic_axes: dict | None = None) -> str:
     """A hash of everything an export depends on: equal keys, equal ONNX."""
-    digest = hashlib.sha256()
     try:
         source = Path(inspect.getsourcefile(type(module)) or "").read_bytes()
     except (OSError, TypeError):
         source = b""
-    for part in (torch.__version__, EXPORT_VERSION, ONNX_OPSET, repr(module), source,
-                 [tuple(x.shape) for x in example_inputs], list(input_names), list(output_names),
-                 sorted((dynamic_axes or {}).items())):
-        digest.update(repr(part).encode() if not isinstance(part, bytes) else part)
-    for name, tensor in module.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:32]
+    state = [(name, tensor.detach().cpu().float().contiguous().numpy()) for name, tensor in module.state_dict().items()]
+    return content_key(torch.__version__, EXPORT_VERSION, ONNX_OPSET, repr(module), source,
+                       [tuple(x.shape) for x in example_inputs], list(input_names), list(output_names),
+                       sorted((dynamic_axes or {}).items()), *[part for pair in state for part in pair])
 
 
 def onnx_bytes(module: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], input_names: Sequence[str],
@@ -78,20 +65,14 @@ def onnx_bytes(module: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...]
     was exported before."""
     path = None
     if cache:
-        path = cache_dir() / "onnx" / f"{export_key(module, example_inputs, input_names, output_names, dynamic_axes)}.onnx"
-        try:
-            return path.read_bytes()
-        except OSError:
-            pass
+        path = cache_path("onnx", export_key(module, example_inputs, input_names, output_names, dynamic_axes),
+                          ".onnx")
+        cached = read_cached(path)
+        if cached:
+            return cached
     model = _export(module, example_inputs, input_names, output_names, dynamic_axes)
     if path is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(f".{os.getpid()}.partial")
-            partial.write_bytes(model)
-            partial.replace(path)  # atomic: another process never reads half a file
-        except OSError as error:
-            logger.debug("cannot cache the exported network in %s: %s", path.parent, error)
+        write_cached(path, model)
     return model
 
 

@@ -574,3 +574,30 @@ def test_descriptor_twins_match_masking_every_pair():
     expected = np.where(np.isfinite(similarity.max(axis=1)), similarity.argmax(axis=1), -1)
     np.testing.assert_array_equal(descriptor_twins(descriptors, xyz, 0.3, candidates=4), expected)
     assert (descriptor_twins(descriptors[:2], xyz[:2] * 0.0, 0.3) == -1).all()  # nothing far enough
+
+
+def test_descriptor_twins_are_cached_per_map_content(monkeypatch, tmp_path):
+    """A second map load reads its twins from the cache; changed points, or a damaged cache
+    file, compute them again."""
+    from pram_ros.localization import registration
+
+    monkeypatch.setenv("PRAM_CACHE_DIR", str(tmp_path))
+    rng = np.random.default_rng(4)
+    xyz = rng.uniform(0.0, 2.0, (300, 3)).astype(np.float32)
+    descriptors = rng.normal(size=(300, 16)).astype(np.float16)
+    computed = []
+    real = registration.descriptor_twins
+    monkeypatch.setattr(registration, "descriptor_twins", lambda *args: computed.append(1) or real(*args))
+    first = registration.cached_descriptor_twins(descriptors, xyz, 0.3)
+    np.testing.assert_array_equal(registration.cached_descriptor_twins(descriptors, xyz, 0.3), first)
+    assert len(computed) == 1 and first.dtype == np.int32
+    np.testing.assert_array_equal(first, real(descriptors, xyz, 0.3))
+    registration.cached_descriptor_twins(descriptors, xyz, 0.5)
+    xyz[0] += 1.0
+    registration.cached_descriptor_twins(descriptors, xyz, 0.3)
+    assert len(computed) == 3
+    for path in (tmp_path / "twins").glob("*.npy"):
+        path.write_bytes(b"not an array")
+    np.testing.assert_array_equal(registration.cached_descriptor_twins(descriptors, xyz, 0.3),
+                                  real(descriptors, xyz, 0.3))
+    assert len(computed) == 4

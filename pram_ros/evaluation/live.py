@@ -74,6 +74,12 @@ def _ground_truth(bag: Path, topic: str) -> dict[int, np.ndarray]:
     return truth
 
 
+def _accounted(statuses: dict, truth: dict) -> int:
+    """Frames of the bag the node has answered for: its statuses, plus the frames it dropped."""
+    answered = [status for stamp, status in list(statuses.items()) if stamp in truth]
+    return len(answered) + sum(int(status.dropped_frames) for status in answered)
+
+
 def run_live(config: LiveConfig) -> dict:
     import rclpy
     from geometry_msgs.msg import PoseWithCovarianceStamped
@@ -142,8 +148,10 @@ def run_live(config: LiveConfig) -> dict:
         wall_s = time.monotonic() - started
         if replay.returncode != 0:
             raise RuntimeError(f"pram replay failed: {stop_process(replay)[-2000:]}")
+        # The last frames' statuses may still be on their way: wait for every frame of the
+        # bag to be accounted for (processed, or counted as dropped), 3 s at most.
         settle = time.monotonic() + 3.0
-        while time.monotonic() < settle:
+        while time.monotonic() < settle and _accounted(statuses, truth) < len(truth):
             executor.spin_once(timeout_sec=0.1)
         node_log = stop_process(node)
         if node.returncode not in (0, None):

@@ -15,6 +15,7 @@ keypoint near it (guided). `refine` registers an accepted pose once more that wa
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -24,6 +25,7 @@ import pycolmap
 import torch
 from scipy.spatial import cKDTree
 
+from pram_ros.cache import cache_path, content_key, read_cached, write_cached
 from pram_ros.features import Features, match_mutual_nn
 from pram_ros.geometry import in_view, project_points
 from pram_ros.localization.result import LOST_VARIANCE, Reason, Result, State
@@ -85,7 +87,7 @@ class MapPoints:
         self.point_landmark = pram_map.point_landmark
         self.num_landmarks = pram_map.num_landmarks
         self.landmark_points = [pram_map.landmark_points(k).astype(np.int32) for k in range(self.num_landmarks + 1)]
-        self.twin = descriptor_twins(self.descriptor, self.xyz, twin_min_distance_m).astype(np.int32)
+        self.twin = cached_descriptor_twins(self.descriptor, self.xyz, twin_min_distance_m)
 
     def __len__(self) -> int:
         return len(self.xyz)
@@ -303,6 +305,30 @@ def refine(camera: Camera, index: MapPoints, features: Features, accepted: Regis
             break
         best = outcome.registration
     return best
+
+
+TWINS_VERSION = 1  # bump when descriptor_twins changes what it returns
+
+
+def cached_descriptor_twins(descriptors: np.ndarray, xyz: np.ndarray, min_distance_m: float) -> np.ndarray:
+    """`descriptor_twins` as int32, from the cache folder (pram_ros/cache.py) when this map's
+    points were seen before: computing them is O(points^2), a second for 16k points."""
+    path = cache_path("twins", content_key(TWINS_VERSION, float(min_distance_m), descriptors, xyz), ".npy")
+    cached = read_cached(path)
+    if cached:
+        try:
+            twins = np.load(io.BytesIO(cached), allow_pickle=False)
+            if twins.dtype == np.int32 and twins.shape == (len(xyz),) and \
+                    (len(twins) == 0 or (twins.min() >= -1 and twins.max() < len(xyz))):
+                return twins
+        except ValueError:
+            pass
+        logger.debug("%s: not a twins array for this map; computing it again", path)
+    twins = descriptor_twins(descriptors, xyz, min_distance_m).astype(np.int32)
+    buffer = io.BytesIO()
+    np.save(buffer, twins, allow_pickle=False)
+    write_cached(path, buffer.getvalue())
+    return twins
 
 
 def descriptor_twins(descriptors: np.ndarray, xyz: np.ndarray, min_distance_m: float,
