@@ -44,8 +44,8 @@ pram_ros/msg/__init__.py: $(MSG_SOURCES) $(VENV)/.installed
 	touch $@
 
 # The demo, each step reused when its output is already there: render the world (with
-# rosbag2 recordings), build the map of its mapping sequence with the recorded poses,
-# train the recognizer; then replay each query bag in real time through a running
+# rosbag2 recordings), build the map of its mapping sequence with the recorded poses and
+# train its recognizer; then replay each query bag in real time through a running
 # pram_node over DDS and print its accuracy, latency and rate (reports in demo/reports/),
 # then one table over the sequences.
 DEMO_SEQUENCES ?= query_offpath query_lighting foreign
@@ -55,13 +55,11 @@ $(DEMO_DIR)/world/world.yaml: | setup
 	rm -rf $(DEMO_DIR)/world
 	$(BIN)/pram world --out $(DEMO_DIR)/world
 
-$(DEMO_DIR)/map.npz: $(DEMO_DIR)/world/world.yaml
+# One process builds the map and trains its recognizer: training reuses the build's features.
+$(DEMO_DIR)/map.npz $(DEMO_DIR)/map.recognizer.safetensors &: $(DEMO_DIR)/world/world.yaml
 	$(BIN)/pram map build --images $(DEMO_DIR)/world/mapping/images --poses $(DEMO_DIR)/world/mapping/poses.tum \
-		--out $@ --overwrite
-	$(BIN)/pram map info $@
-
-$(DEMO_DIR)/map.recognizer.safetensors: $(DEMO_DIR)/map.npz
-	$(BIN)/pram train --map $(DEMO_DIR)/map.npz --overwrite
+		--out $(DEMO_DIR)/map.npz --train --overwrite
+	$(BIN)/pram map info $(DEMO_DIR)/map.npz
 
 demo: setup $(DEMO_DIR)/map.recognizer.safetensors
 	for sequence in $(DEMO_SEQUENCES); do \

@@ -190,11 +190,16 @@ def test_cli_map_build_and_info(sequence, tmp_path):
     out = tmp_path / "map.npz"
     build = subprocess.run(
         [venv_executable("pram"), "map", "build", "--bag", str(sequence / "bag"), "--image-topic", "/camera/image_raw",
-         "--pose-topic", "/ground_truth/pose", "--landmarks", "5", "--out", str(out)],
+         "--pose-topic", "/ground_truth/pose", "--landmarks", "5", "--out", str(out), "--train", "--epochs", "1"],
         capture_output=True, text=True, timeout=600, env={**os.environ, "TQDM_DISABLE": "1"},
     )
     assert build.returncode == 0, build.stderr[-3000:]
     assert "images registered: 40 of 40" in build.stdout and out.is_file()
+    # --train: the recognizer beside the map, from the build's own features of the bag's images.
+    assert "the map build's features of 40 recorded images reused" in build.stderr
+    from pram_ros.recognition.modelfile import default_model_path, load_model
+
+    assert load_model(default_model_path(out), [(str(out), load_map(out))]).recognizer is not None
     assert "Could not read image" not in build.stderr  # COLMAP's colour pass is silenced
     info = subprocess.run([venv_executable("pram"), "map", "info", str(out)], capture_output=True, text=True, timeout=120)
     assert info.returncode == 0 and "landmarks:   5" in info.stdout, info.stdout + info.stderr

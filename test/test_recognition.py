@@ -37,12 +37,16 @@ from conftest import REPO
 QUICK = dict(epochs=6, batch_size=4, min_tokens=256, max_tokens=512, val_chunk=1, val_fraction=0.2)
 
 
+BUILD_FEATURES: dict[int, dict[str, Features]] = {}  # seed -> the map build's features by image name
+
+
 def _world_map(tmp_path_factory, seed: int):
     out = tmp_path_factory.mktemp(f"recognition_world_{seed}") / "world"
     generate_world(out, WorldConfig(seed=seed, rooms=1, frames=40, query_frames=12,
                                     sequences=("mapping", "query_offpath"), write_bags=False))
     images = images_from_folder(out / "mapping" / "images", poses_tum=out / "mapping" / "poses.tum")
-    pram_map, _ = build_map(images, MapBuildConfig())
+    BUILD_FEATURES[seed] = {}
+    pram_map, _ = build_map(images, MapBuildConfig(), keep_features=BUILD_FEATURES[seed])
     path = out.parent / "map.npz"
     save_map(pram_map, path)
     return out, path
@@ -64,6 +68,23 @@ def training_set_a(world_a):
     pram_map = load_map(map_path)
     scenes = label_space([pram_map], ["a"])
     return build_training_set([pram_map], [database_images(pram_map)], scenes, LabelConfig())
+
+
+def test_training_reuses_the_map_builds_features(world_a, training_set_a):
+    """The map build's features of the recorded images are what training would extract:
+    reused, the training set is the same."""
+    _, map_path = world_a
+    pram_map = load_map(map_path)
+    assert set(pram_map.image_names) <= set(BUILD_FEATURES[5])
+    config = LabelConfig(photometric_variants=0, zoom_variants=0)
+    extracted = build_training_set([pram_map], [database_images(pram_map)], label_space([pram_map], ["a"]), config)
+    reused = build_training_set([pram_map], [database_images(pram_map)], label_space([pram_map], ["a"]), config,
+                                known_features=[BUILD_FEATURES[5]])
+    assert len(reused.examples) == len(extracted.examples) == pram_map.num_images
+    for a, b in zip(extracted.examples, reused.examples):
+        np.testing.assert_array_equal(a.keypoints, b.keypoints)
+        np.testing.assert_array_equal(a.descriptors, b.descriptors)
+        np.testing.assert_array_equal(a.labels, b.labels)
 
 
 @pytest.fixture(scope="module")

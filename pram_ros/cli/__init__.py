@@ -102,12 +102,19 @@ def _cmd_map_build(args: argparse.Namespace) -> int:
     from pram_ros.io.imageset import images_from_bag, images_from_colmap, images_from_folder
     from pram_ros.mapping.build import MapBuildConfig, build_map
     from pram_ros.mapping.landmarks import LandmarkConfig
-    from pram_ros.mapping.mapfile import save_map
+    from pram_ros.mapping.mapfile import load_map, save_map
     from pram_ros.mapping.sfm import SfmConfig
+    from pram_ros.recognition.modelfile import default_model_path
+    from pram_ros.recognition.train import TrainConfig, train_and_save
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists: pass --overwrite to replace it")
+    model_out = default_model_path(out)
+    if args.epochs and not args.train:
+        raise ValueError("--epochs goes with --train")
+    if args.train and model_out.exists() and not args.overwrite:
+        raise FileExistsError(f"{model_out} exists: pass --overwrite to replace it")
     if args.bag:
         if not args.image_topic:
             raise ValueError("--bag needs --image-topic")
@@ -126,11 +133,18 @@ def _cmd_map_build(args: argparse.Namespace) -> int:
                                     Path(args.poses) if args.poses else None)
     sfm = SfmConfig(pair_lookat_m=args.pair_lookat_m, pair_radius_m=args.pair_radius_m)
     config = MapBuildConfig(extractor=args.extractor, sfm=sfm, landmarks=LandmarkConfig(num_landmarks=args.landmarks))
+    features: dict = {}
     pram_map, summary = build_map(images, config, align_tum=Path(args.align) if args.align else None,
-                                  work_dir=Path(args.work_dir) if args.work_dir else None)
+                                  work_dir=Path(args.work_dir) if args.work_dir else None,
+                                  keep_features=features if args.train else None)
     size = save_map(pram_map, out)
     print(summary.describe())
     print(f"wrote {out} ({size / 1e6:.2f} MB)")
+    if args.train:
+        # The map as saved (its fingerprint is the model's), the build's features reused.
+        config = TrainConfig(epochs=args.epochs or TrainConfig.epochs)
+        print(train_and_save([(str(out), load_map(out))], None, model_out, config, known_features=[features]))
+        print(f"wrote {model_out}")
     return 0
 
 
@@ -223,7 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--extractor", default="xfeat", help="feature preset: xfeat (default), xfeat-1024, sift")
     build.add_argument("--work-dir", help="keep the COLMAP database and model here (default: a temporary folder)")
     build.add_argument("--out", required=True, help="map file to write (.npz)")
-    build.add_argument("--overwrite", action="store_true", help="replace an existing map file")
+    build.add_argument("--overwrite", action="store_true", help="replace an existing map file (and model, with --train)")
+    build.add_argument("--train", action="store_true",
+                       help="then train the map's recognizer (as pram train does, reusing the build's features) "
+                            "into MAP.recognizer.safetensors beside it")
+    build.add_argument("--epochs", type=positive_int, help="with --train: passes over the data (default 12)")
     build.set_defaults(run=_cmd_map_build, out_is_file=True)
     info = map_commands.add_parser("info", help="describe a map file")
     info.add_argument("map", help="map file (.npz)")

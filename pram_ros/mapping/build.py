@@ -135,9 +135,11 @@ def full_reconstruction_bytes(reconstruction, descriptor_dim: int, work_dir: Pat
 
 
 def build_map(images: ImageSet, config: MapBuildConfig | None = None, align_tum: Path | None = None,
-              work_dir: Path | None = None) -> tuple[PramMap, BuildSummary]:
+              work_dir: Path | None = None,
+              keep_features: dict[str, Features] | None = None) -> tuple[PramMap, BuildSummary]:
     """Run every mapping step; see the module docstring. `align_tum` (poses of some of
-    the same images, matched by name order or stamp) Sim3-aligns an unposed reconstruction."""
+    the same images, matched by name order or stamp) Sim3-aligns an unposed reconstruction.
+    `keep_features`: filled with each image's features by name (training reuses them)."""
     config = config or MapBuildConfig()
     if config.extractor not in PRESETS:
         raise ValueError(f"unknown feature preset {config.extractor!r}, known: {sorted(PRESETS)}")
@@ -169,6 +171,8 @@ def build_map(images: ImageSet, config: MapBuildConfig | None = None, align_tum:
         start = time.perf_counter()
         features = extract_all(images, config.extractor)
         timings["features"] = time.perf_counter() - start
+        if keep_features is not None:
+            keep_features.update(zip(images.names, features))
         logger.info("features: %d images, %.0f keypoints per image, %.1f s", len(features),
                     np.mean([len(f) for f in features]), timings["features"])
 

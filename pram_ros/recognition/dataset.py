@@ -29,7 +29,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 from pram_ros.progress import progress
 
-from pram_ros.features import ExtractorConfig, create_extractor
+from pram_ros.features import ExtractorConfig, Features, create_extractor
 from pram_ros.geometry import in_view, project_points
 from pram_ros.io.imageset import ImageSet, images_from_bag, images_from_folder
 from pram_ros.mapping.mapfile import PramMap, map_fingerprint
@@ -198,8 +198,11 @@ def database_frames(pram_map: PramMap, images: ImageSet) -> Iterator[tuple[int, 
 
 
 def build_training_set(maps: list[PramMap], image_sets: list[ImageSet], scenes: list[Scene],
-                       config: LabelConfig | None = None, num_threads: int | None = None) -> TrainingSet:
-    """Extract and label every database image of every map (see the module docstring)."""
+                       config: LabelConfig | None = None, num_threads: int | None = None,
+                       known_features: list[dict[str, Features]] | None = None) -> TrainingSet:
+    """Extract and label every database image of every map (see the module docstring).
+    `known_features` (per map, by image name): the map build's features of the recorded
+    images, used as they are when the map's extractor kept `config.max_keypoints`."""
     config = config or LabelConfig()
     rng = np.random.default_rng(config.seed)
     extractor_config = ExtractorConfig.from_dict(maps[0].extractor_config())
@@ -207,10 +210,15 @@ def build_training_set(maps: list[PramMap], image_sets: list[ImageSet], scenes: 
         if not extractor_config.same_descriptors(ExtractorConfig.from_dict(pram_map.extractor_config())):
             raise ValueError("the maps of a map set must share one feature extractor")
     extractor = create_extractor(extractor_config, num_threads=num_threads, max_keypoints=config.max_keypoints)
+    if known_features is None or extractor_config.max_keypoints != config.max_keypoints:
+        known_features = [{} for _ in maps]
+    elif any(known_features):
+        logger.info("training data: the map build's features of %d recorded images reused",
+                    sum(len(known) for known in known_features))
     training_set = TrainingSet(scenes, descriptor_dim=maps[0].descriptor_dim)
     total = sum(m.num_images for m in maps) * (1 + config.photometric_variants + config.zoom_variants)
     bar = progress(total=total, desc="training data", unit="image", leave=False)
-    for scene_index, (pram_map, images, scene) in enumerate(zip(maps, image_sets, scenes)):
+    for scene_index, (pram_map, images, scene, known) in enumerate(zip(maps, image_sets, scenes, known_features)):
         observed = pram_map.points_per_image()
         for frame, rgb in database_frames(pram_map, images):
             camera = pram_map.image_camera[frame]
@@ -233,7 +241,8 @@ def build_training_set(maps: list[PramMap], image_sets: list[ImageSet], scenes: 
                     uv, unsure = points_uv * scale + offset, unsure_uv * scale + offset
                 if variant > 0 and (variant <= config.photometric_variants or rng.random() < 0.5):
                     image = photometric_change(image, rng)
-                features = extractor.extract(image)
+                features = known.get(pram_map.image_names[frame]) if variant == 0 else None
+                features = features if features is not None else extractor.extract(image)
                 labels = label_keypoints(features.keypoints, uv, points_label, config.near_px, config.far_px,
                                          unsure)
                 training_set.examples.append(Example(

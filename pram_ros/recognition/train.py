@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
-from pram_ros.progress import progress
 
+from pram_ros.features import Features
 from pram_ros.mapping.mapfile import PramMap
+from pram_ros.progress import progress
 from pram_ros.recognition.dataset import (
     IGNORE,
     Example,
@@ -315,9 +316,12 @@ def train(training_set: TrainingSet, config: TrainConfig | None = None,
 
 def train_on_maps(maps: list[tuple[str, PramMap]], images: list[str | Path | None] | None = None,
                   config: TrainConfig | None = None, labels: LabelConfig | None = None,
-                  model_overrides: dict | None = None) -> tuple[RecognizerNet, TrainReport, list[Scene], float]:
+                  model_overrides: dict | None = None,
+                  known_features: list[dict[str, Features]] | None = None,
+                  ) -> tuple[RecognizerNet, TrainReport, list[Scene], float]:
     """The whole of `pram train`: label each map's database images, train one model over
-    them all. Returns the net, its report, the label space and the data-preparation seconds."""
+    them all. Returns the net, its report, the label space and the data-preparation seconds.
+    `known_features`: see build_training_set."""
     config = config or TrainConfig()
     labels = labels or LabelConfig(seed=config.seed)
     names = [Path(path).name.removesuffix(Path(path).suffix) for path, _ in maps]
@@ -328,20 +332,22 @@ def train_on_maps(maps: list[tuple[str, PramMap]], images: list[str | Path | Non
                   zip(map_list, images if images is not None else [None] * len(maps))]
     scenes = label_space(map_list, names)
     start = time.perf_counter()
-    training_set = build_training_set(map_list, image_sets, scenes, labels, num_threads=config.num_threads)
+    training_set = build_training_set(map_list, image_sets, scenes, labels, num_threads=config.num_threads,
+                                      known_features=known_features)
     prepare_s = time.perf_counter() - start
     net, report = train(training_set, config, model_overrides)
     return net, report, scenes, prepare_s
 
 
 def train_and_save(maps: list[tuple[str, PramMap]], images: list[str | Path | None] | None, out: Path,
-                   config: TrainConfig, labels: LabelConfig | None = None) -> str:
+                   config: TrainConfig, labels: LabelConfig | None = None,
+                   known_features: list[dict[str, Features]] | None = None) -> str:
     """`train_on_maps`, then the model file at `out` (with how it was trained); -> the
     training summary to print."""
     from pram_ros.recognition.modelfile import save_model
 
     labels = labels or LabelConfig(seed=config.seed)
-    net, report, scenes, prepare_s = train_on_maps(maps, images, config, labels)
+    net, report, scenes, prepare_s = train_on_maps(maps, images, config, labels, known_features=known_features)
     warning = majority_warning(report, [m.num_landmarks for _, m in maps])
     training = {"config": asdict(config), "labels": asdict(labels), "report": report.to_dict(),
                 "prepare_s": round(prepare_s, 2), "beats_majority_class": not warning}
