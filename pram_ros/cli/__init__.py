@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--train", action="store_true",
                        help="then train the map's recognizer (as pram train does, reusing the build's features) "
                             "into MAP.recognizer.safetensors beside it")
-    build.add_argument("--epochs", type=positive_int, help="with --train: passes over the data (default 12)")
+    build.add_argument("--epochs", type=positive_int, help="with --train: passes over the data (default: as pram train)")
     build.set_defaults(run=_cmd_map_build, out_is_file=True)
     info = map_commands.add_parser("info", help="describe a map file")
     info.add_argument("map", help="map file (.npz)")
@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "one per --map")
     train.add_argument("--preset", choices=["cpu", "gpu"], default="cpu", help="model size (default: cpu)")
     budget = train.add_mutually_exclusive_group()
-    budget.add_argument("--epochs", type=positive_int, help="passes over the data (default 12)")
+    budget.add_argument("--epochs", type=positive_int, help="passes over the data (default 8)")
     budget.add_argument("--minutes", type=float, help="train for this long instead of a number of epochs")
     train.add_argument("--seed", type=int, default=0, help="random seed (same seed, same weights)")
     train.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: all)")

@@ -63,7 +63,9 @@ class AugmentConfig:
 @dataclass
 class TrainConfig:
     preset: str = DEFAULT_PRESET
-    epochs: int = 12
+    # 8, not 12: on the demo map 3 seeds each gave top-3 recall 1.000 vs 0.997 off the path and
+    # 0.765 vs 0.748 under changed lighting (seed to seed it varies by 0.15), in 2/3 of the time.
+    epochs: int = 8
     minutes: float | None = None  # when set, a time budget replaces `epochs`
     batch_size: int = 8
     min_tokens: int = 256  # training on fewer tokens than inference's 1024 buys steps
