@@ -362,14 +362,3 @@ def descriptor_twins(descriptors: np.ndarray, xyz: np.ndarray, min_distance_m: f
             best, nearest = similarity.max(dim=1)
             twins[rows] = torch.where(torch.isfinite(best), nearest, -1).numpy()
     return twins
-    all_descriptors = torch.from_numpy(np.ascontiguousarray(descriptors, np.float32))
-    all_xyz = torch.from_numpy(np.ascontiguousarray(xyz, np.float32))
-    with torch.inference_mode():
-        for start in range(0, count, chunk):
-            rows = slice(start, min(start + chunk, count))
-            similarity = all_descriptors[rows] @ all_descriptors.T
-            near = torch.cdist(all_xyz[rows], all_xyz) < min_distance_m
-            similarity.masked_fill_(near, -np.inf)
-            best, nearest = similarity.max(dim=1)
-            twins[rows] = torch.where(torch.isfinite(best), nearest, -1).numpy()
-    return twins
