@@ -131,7 +131,7 @@ def _cmd_map_build(args: argparse.Namespace) -> int:
             raise ValueError("give --images DIR or --bag BAG")
         images = images_from_folder(Path(args.images), Path(args.camera) if args.camera else None,
                                     Path(args.poses) if args.poses else None)
-    sfm = SfmConfig(pair_lookat_m=args.pair_lookat_m, pair_radius_m=args.pair_radius_m)
+    sfm = SfmConfig(pair_lookat_m=args.pair_lookat_m, pair_radius_m=args.pair_radius_m, unposed_mapper=args.mapper)
     config = MapBuildConfig(extractor=args.extractor, sfm=sfm, landmarks=LandmarkConfig(num_landmarks=args.landmarks))
     features: dict = {}
     pram_map, summary = build_map(images, config, align_tum=Path(args.align) if args.align else None,
@@ -233,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with poses: how close two cameras' look-at points must be to pair them "
                             "(default: twice the look-at distance)")
     build.add_argument("--align", help="TUM file: Sim3-align a map built without poses to these camera centres")
+    build.add_argument("--mapper", choices=["incremental", "global"], default="incremental",
+                       help="without poses: pycolmap's incremental SfM (default; walks and videos) or global SfM "
+                            "(GLOMAP; more accurate on photo collections, misplaces frames of walks that mostly turn)")
     build.add_argument("--landmarks", type=positive_int, default=None, help="number of landmarks K (default: one per 1,800 points, within what the points and images can teach)")
     build.add_argument("--extractor", default="xfeat", help="feature preset: xfeat (default), xfeat-1024, sift")
     build.add_argument("--work-dir", help="keep the COLMAP database and model here (default: a temporary folder)")

@@ -8,7 +8,12 @@ pycolmap.Reconstruction (cameras, images, 3D points, tracks) in the poses' frame
   the known epipolar geometry, and pycolmap triangulates with the poses held fixed.
   The result is metric, in the poses' frame.
 - Without poses: capture-order (or all) pairs, pycolmap's geometric verification, then
-  incremental SfM; the result is up to scale unless aligned (`align_to_positions`).
+  incremental SfM, or global SfM (GLOMAP, in pycolmap); the result is up to scale unless
+  aligned (`align_to_positions`). Global SfM (intrinsics held fixed) suits photo
+  collections: every photo of Strecha entry at 1.5 cm median (incremental 2.5 cm) and of
+  Sacré-Cœur (incremental: 6 of 10 with XFeat). Incremental stays the default: on walks
+  that mostly turn (the demo's rendered ones) global positioning misplaces many frames
+  (a 40-frame orbit: median 3.2 m off; docs/benchmarks.md).
 
 Our features use the OpenCV pixel convention (centre of the top-left pixel at (0, 0));
 COLMAP puts it at (0.5, 0.5): `COLMAP_PIXEL_OFFSET` (io/colmap.py) converts.
@@ -34,6 +39,9 @@ logger = logging.getLogger(__name__)
 
 
 
+UNPOSED_MAPPERS = ("incremental", "global")
+
+
 @dataclass
 class SfmConfig:
     """Pairing, matching and triangulation settings (defaults work on the demo world)."""
@@ -57,8 +65,13 @@ class SfmConfig:
     min_tri_angle_deg: float = 1.0
     unposed_max_reproj_error_px: float = 4.0  # COLMAP's defaults for incremental SfM
     unposed_min_tri_angle_deg: float = 1.5
+    unposed_mapper: str = "incremental"  # without poses: "incremental" or "global" (GLOMAP; photo collections)
     num_threads: int = -1
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.unposed_mapper not in UNPOSED_MAPPERS:
+            raise ValueError(f"SfmConfig.unposed_mapper: expected one of {UNPOSED_MAPPERS}, got {self.unposed_mapper!r}")
 
 
 @dataclass
@@ -214,6 +227,21 @@ def _pipeline_options(config: SfmConfig, posed: bool, fixed_intrinsics: bool = T
     return options
 
 
+def _global_options(config: SfmConfig) -> pycolmap.GlobalPipelineOptions:
+    """GLOMAP with the intrinsics held fixed (as the incremental path holds them), on the CPU."""
+    options = pycolmap.GlobalPipelineOptions()
+    options.num_threads = config.num_threads
+    options.random_seed = config.seed
+    options.min_num_matches = config.min_pair_matches
+    mapper = options.mapper
+    mapper.global_positioning.use_gpu = False
+    mapper.bundle_adjustment.ceres.use_gpu = False
+    mapper.bundle_adjustment.refine_focal_length = False
+    mapper.bundle_adjustment.refine_principal_point = False
+    mapper.bundle_adjustment.refine_extra_params = False
+    return options
+
+
 def reconstruct(
     names: list[str],
     features: list[Features],
@@ -312,12 +340,18 @@ def reconstruct(
             pycolmap.verify_matches(database_path, pairs_path, verification)
         timings["verification"] = time.perf_counter() - start
         start = time.perf_counter()
-        options = _pipeline_options(config, posed=False)
-        with _colmap_log_level(pycolmap.logging.WARNING):
-            models = pycolmap.incremental_mapping(database_path, work_dir, model_dir, options=options)
-        timings["incremental_sfm"] = time.perf_counter() - start
+        if config.unposed_mapper == "global":
+            # ERROR: the pipeline ends by reading every image for point colours (not in work_dir).
+            with _colmap_log_level(pycolmap.logging.ERROR):
+                models = pycolmap.global_mapping(database_path, work_dir, model_dir, _global_options(config))
+        else:
+            with _colmap_log_level(pycolmap.logging.WARNING):
+                models = pycolmap.incremental_mapping(database_path, work_dir, model_dir,
+                                                      options=_pipeline_options(config, posed=False))
+        timings[f"{config.unposed_mapper}_sfm"] = time.perf_counter() - start
         if not models:
-            raise RuntimeError("incremental SfM registered no image pair: too few matches between the images")
+            raise RuntimeError(f"{config.unposed_mapper} SfM registered no image pair: too few matches between the "
+                               "images")
         result = max(models.values(), key=lambda model: model.num_reg_images())
     return SfmResult(result, image_ids, timings)
 
