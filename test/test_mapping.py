@@ -114,29 +114,37 @@ def _real_split():
     return module
 
 
-@pytest.mark.skipif(not SACRE_COEUR.is_dir(), reason="../shared/data/sacre_coeur is absent")
-def test_sfm_without_poses_on_real_photos_matches_reference_up_to_sim3(tmp_path):
-    """10 real photos from different cameras: incremental SfM, Sim3 alignment to the
-    reference camera centres (IMC poses, arbitrary scale)."""
+def _sacre_coeur_sfm(extractor_name: str, config: SfmConfig, work_dir):
+    """SfM without poses on Sacré-Cœur's 10 photos (10 cameras), Sim3-aligned to the reference
+    camera centres (IMC poses, arbitrary scale); -> (registered, centre errors of the
+    registered photos, extent of the reference centres)."""
     from pram_ros.features import create_extractor
     from pram_ros.io.images import load_image
 
     images = sorted((SACRE_COEUR / "images").iterdir())
     cameras, world_from_cam = _real_split().reference_cameras(SACRE_COEUR, images)
-    extractor = create_extractor("sift")
+    extractor = create_extractor(extractor_name)
     names = [path.name for path in images]
     features = [extractor.extract(load_image(path)) for path in images]
     Ks, widths, heights = (np.array(values) for values in zip(*cameras))
     centres = world_from_cam[:, :3, 3]
-    result = reconstruct(names, features, Ks, widths, heights, tmp_path,
-                         config=SfmConfig(unposed_pairing="exhaustive", unposed_match_ratio=0.8, num_threads=1))
-    radius = np.median(np.linalg.norm(centres - centres.mean(axis=0), axis=1))
-    align_to_positions(result, names, centres, max_error_m=0.05 * radius)
+    result = reconstruct(names, features, Ks, widths, heights, work_dir, config=config)
+    extent = np.linalg.norm(centres.max(axis=0) - centres.min(axis=0))
+    align_to_positions(result, names, centres, max_error_m=0.05 * extent)
     registered = result.registered()
+    errors = np.array([np.linalg.norm(result.reconstruction.images[image_id].projection_center() - centre)
+                       for image_id, centre, ok in zip(result.image_ids, centres, registered) if ok])
+    return registered, errors, extent
+
+
+@pytest.mark.skipif(not SACRE_COEUR.is_dir(), reason="../shared/data/sacre_coeur is absent")
+def test_sfm_without_poses_on_real_photos_matches_reference_up_to_sim3(tmp_path):
+    """10 real photos from different cameras, SIFT and incremental SfM (measured 0.84% of
+    the extent, median)."""
+    registered, errors, extent = _sacre_coeur_sfm(
+        "sift", SfmConfig(unposed_pairing="exhaustive", unposed_match_ratio=0.8, num_threads=1), tmp_path)
     assert registered.sum() >= 9, f"{registered.sum()} of 10 photos registered"
-    errors = [np.linalg.norm(result.reconstruction.images[image_id].projection_center() - centre)
-              for image_id, centre, ok in zip(result.image_ids, centres, registered) if ok]
-    assert np.median(errors) <= 0.05 * radius, f"median centre error {np.median(errors) / radius:.3f} of the radius"
+    assert np.median(errors) <= 0.02 * extent, f"median centre error {np.median(errors) / extent:.4f} of the extent"
 
 
 @pytest.mark.skipif(not SACRE_COEUR.is_dir(), reason="../shared/data/sacre_coeur is absent")
@@ -144,24 +152,9 @@ def test_global_sfm_registers_every_sacre_coeur_photo_within_1_percent(tmp_path)
     """Issue 16's target on Internet photos, XFeat and global SfM: every photo registered,
     camera centres within 1% of the scene's extent after Sim3 (measured 0.26% median;
     incremental SfM registers 6 of 10)."""
-    from pram_ros.features import create_extractor
-    from pram_ros.io.images import load_image
-
-    images = sorted((SACRE_COEUR / "images").iterdir())
-    cameras, world_from_cam = _real_split().reference_cameras(SACRE_COEUR, images)
-    extractor = create_extractor("xfeat")
-    names = [path.name for path in images]
-    features = [extractor.extract(load_image(path)) for path in images]
-    Ks, widths, heights = (np.array(values) for values in zip(*cameras))
-    centres = world_from_cam[:, :3, 3]
-    result = reconstruct(names, features, Ks, widths, heights, tmp_path,
-                         config=SfmConfig(unposed_pairing="exhaustive", unposed_match_ratio=0.8,
-                                          unposed_mapper="global"))
-    extent = np.linalg.norm(centres.max(axis=0) - centres.min(axis=0))
-    align_to_positions(result, names, centres, max_error_m=0.05 * extent)
-    assert result.registered().all(), f"{result.registered().sum()} of 10 photos registered"
-    errors = [np.linalg.norm(result.reconstruction.images[image_id].projection_center() - centre)
-              for image_id, centre in zip(result.image_ids, centres)]
+    registered, errors, extent = _sacre_coeur_sfm(
+        "xfeat", SfmConfig(unposed_pairing="exhaustive", unposed_match_ratio=0.8, unposed_mapper="global"), tmp_path)
+    assert registered.all(), f"{registered.sum()} of 10 photos registered"
     assert np.median(errors) <= 0.01 * extent, f"median centre error {np.median(errors) / extent:.4f} of the extent"
 
 
