@@ -38,7 +38,6 @@ from pram_ros.io.colmap import COLMAP_PIXEL_OFFSET
 logger = logging.getLogger(__name__)
 
 
-
 UNPOSED_MAPPERS = ("incremental", "global")
 
 
