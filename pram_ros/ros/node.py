@@ -17,6 +17,7 @@ import ctypes
 import gc
 import sys
 import threading
+import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -208,6 +209,11 @@ def run(node_class: type, argv: list[str] | None = None) -> int:
         # The executor stops before the node goes: its thread must not touch a destroyed node.
         stop.set()
         if executor is not None:
+            if not executor.context.ok():
+                # A signal shut the context down: rclpy's signal thread may still be triggering
+                # the executor's SIGINT guard condition, and destroying it meanwhile crashed
+                # the process (SIGSEGV in rcl_trigger_guard_condition, 1 of 6 test runs).
+                time.sleep(0.2)
             executor.shutdown(timeout_sec=1.0)
         if spinner is not None:
             spinner.join(timeout=5.0)
