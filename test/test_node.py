@@ -13,6 +13,7 @@ import yaml
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseWithCovarianceStamped
+from rcl_interfaces.msg import Log
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
@@ -297,8 +298,16 @@ def test_node_survives_bad_input(ros_node, processes, localization_world, locali
     hint.pose.pose = pose_msg_from_matrix(truth_world_from_cam @ np.linalg.inv(BASE_FROM_CAMERA))
     hints = node.create_publisher(PoseWithCovarianceStamped, "/initialpose", 10)
     spin_until(node, executor, lambda: hints.get_subscription_count() > 0, 10.0)
-    hints.publish(hint)
-    spin_until(node, executor, lambda: False, 1.0)
+    # Sent until the node logs that it took it: a message published before the node's reader
+    # has matched this new writer (or before the static transform reached it) is lost.
+    took_hint = []
+    node.create_subscription(Log, "/rosout", lambda log: took_hint.append(log) if "given on /initialpose" in log.msg else None, 100)
+    for _ in range(20):
+        hints.publish(hint)
+        if spin_until(node, executor, lambda: bool(took_hint), 1.0):
+            break
+    assert took_hint, "pram_node never took the pose sent on /initialpose"
+    spin_until(node, executor, lambda: False, 0.5)
     statuses.clear()
     send(_image_msg(rgb, 7_000), wait_s=3.0)
     assert [s.state for s in statuses if s.header.stamp.nanosec == 7_000] == [LocalizationStatus.TRACKING]

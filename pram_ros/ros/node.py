@@ -147,6 +147,9 @@ def _malloc_trim() -> None:
         pass
 
 
+SPIN_TIMEOUT_S = 0.1  # the executor's thread looks at `stop` this often
+
+
 def localize_until_shutdown(node: PramNode | PramLifecycleNode, stop: threading.Event) -> None:
     """Localize the next frame, again and again, until `stop` or the context ends."""
     while not stop.is_set() and node.context.ok():
@@ -162,8 +165,11 @@ def localize_until_shutdown(node: PramNode | PramLifecycleNode, stop: threading.
 
 
 def _spin(executor: SingleThreadedExecutor, stop: threading.Event) -> None:
+    """The executor's thread; it ends within SPIN_TIMEOUT_S of `stop`, before the main thread
+    shuts the executor down (not while this thread waits in it)."""
     try:
-        executor.spin()
+        while not stop.is_set() and executor.context.ok():
+            executor.spin_once(timeout_sec=SPIN_TIMEOUT_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except _rclpy.RCLError:
@@ -206,8 +212,11 @@ def run(node_class: type, argv: list[str] | None = None) -> int:
         sys.stderr.write(f"pram_node: {error}\n")
         return 2
     finally:
-        # The executor stops before the node goes: its thread must not touch a destroyed node.
+        # The executor's thread ends first, then the executor, then the node: nothing is
+        # destroyed while another thread uses it.
         stop.set()
+        if spinner is not None:
+            spinner.join(timeout=5.0)
         if executor is not None:
             if not executor.context.ok():
                 # A signal shut the context down: rclpy's signal thread may still be triggering
@@ -215,8 +224,6 @@ def run(node_class: type, argv: list[str] | None = None) -> int:
                 # the process (SIGSEGV in rcl_trigger_guard_condition, 1 of 6 test runs).
                 time.sleep(0.2)
             executor.shutdown(timeout_sec=1.0)
-        if spinner is not None:
-            spinner.join(timeout=5.0)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
