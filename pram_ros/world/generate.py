@@ -17,6 +17,8 @@ Sequences:
   query_lighting  main world, from the last room back (2 -> 1 by default), off the
                   path, changed lighting
   foreign         another layout with disjoint textures: must not localize
+  mapping_lighting  a second mapping session: the mapping path under the changed lighting,
+                  half as many frames (`pram map build` takes it as a second session)
 
 The same seed and config give byte-identical images, depth and poses.
 """
@@ -56,7 +58,7 @@ logger = logging.getLogger(__name__)
 T0_NS = 1_700_000_000 * 10**9
 SESSION_GAP_NS = 86_400 * 10**9  # each sequence is recorded on another day
 PERIOD_NS = 100_000_000  # 10 fps
-SEQUENCES = ("mapping", "query_offpath", "query_lighting", "foreign")
+SEQUENCES = ("mapping", "query_offpath", "query_lighting", "foreign", "mapping_lighting")
 
 
 @dataclass
@@ -87,6 +89,8 @@ class WorldConfig:
     def frame_count(self, sequence: str) -> int:
         if sequence == "mapping":
             return self.frames
+        if sequence == "mapping_lighting":
+            return max(self.frames // 2, 2)
         if sequence.startswith("query"):
             return self.query_frames if self.query_frames is not None else max(self.frames // 3, 10)
         return self.foreign_frames if self.foreign_frames is not None else min(max(self.frames // 5, 8), 60)
@@ -275,9 +279,11 @@ def generate_world(out_dir: Path, config: WorldConfig | None = None) -> WorldSum
         if name not in config.sequences:
             continue
         scene = scenes["foreign" if name == "foreign" else "main"]
-        lighting = {"query_lighting": "changed", "foreign": "foreign"}.get(name, "default")
+        lighting = {"query_lighting": "changed", "mapping_lighting": "changed", "foreign": "foreign"}.get(
+            name, "default")
         mapping = paths["mapping"] if name.startswith("query") else None
-        plans.append(_Plan(name, scene, paths[name], lighting, config.frame_count(name), index, mapping))
+        path = paths["mapping" if name == "mapping_lighting" else name]
+        plans.append(_Plan(name, scene, path, lighting, config.frame_count(name), index, mapping))
 
     summary = WorldSummary(out_dir, config.seed, config.rooms, scenes["main"].layout.floor_area_m2)
     renderer = Renderer(config.K(), config.width, config.height)
