@@ -94,6 +94,46 @@ def split(scene: Path, out: Path, query_parity: int = 1) -> dict[str, Path]:
     return folders
 
 
+def _pram(*args: str) -> None:
+    command = [sys.executable, "-m", "pram_ros.cli", *args]
+    print("$ pram " + " ".join(args), flush=True)
+    if subprocess.run(command).returncode:
+        raise SystemExit(f"pram {args[0]} failed")
+
+
+def extend(folders: dict[str, Path], out: Path) -> None:
+    """The mapping half as a map (with its poses), then the query half added by `pram map
+    extend`; prints how many query images it placed and how far from their reference
+    poses, in metres and as a share of the extent of the reference camera centres."""
+    from pram_ros.io.tum import load_tum
+    from pram_ros.mapping.mapfile import load_map
+
+    first, extended = out / "map.npz", out / "extended.npz"
+    if not first.exists():
+        _pram("map", "build", "--images", str(folders["mapping"] / "images"), "--poses",
+              str(folders["mapping"] / "poses.tum"), "--out", str(first))
+    _pram("map", "extend", str(first), "--images", str(folders["query"] / "images"), "--out", str(extended),
+          "--overwrite")
+    pram_map = load_map(extended)
+    names = sorted(p.name for p in (folders["query"] / "images").iterdir())
+    _, truth = load_tum(folders["query"] / "poses.tum")
+    _, mapping = load_tum(folders["mapping"] / "poses.tum")
+    centres = np.concatenate([truth[:, :3, 3], mapping[:, :3, 3]])
+    extent = float(np.linalg.norm(centres.max(axis=0) - centres.min(axis=0)))
+    errors = np.array([
+        np.linalg.norm(invert(pram_map.cam_from_world(i))[:3, 3] - truth[names.index(name.split("/", 1)[1])][:3, 3])
+        for i, name in enumerate(pram_map.image_names) if name.startswith("session1/")])
+    looks = pram_map.num_appearances
+    if not len(errors):
+        print(f"extended: no query image placed (of {len(names)})")
+        return
+    print(f"extended: {len(errors)} of {len(names)} query images placed; centre error (in the reference's units: "
+          f"metres on Strecha) median {np.median(errors):.3f} = {100 * np.median(errors) / extent:.2f}% of the "
+          f"extent {extent:.2f}, max {errors.max():.3f}; "
+          f"{pram_map.num_points} points, {looks} further looks; {extended.stat().st_size / 1e6:.2f} MB against "
+          f"{first.stat().st_size / 1e6:.2f} MB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scene", type=Path, required=True,
@@ -105,12 +145,17 @@ def main() -> None:
                                                           "bench's, every method but retrieval-lg)")
     parser.add_argument("--rebuild", action="store_true", help="delete OUT's map, recognizer and database first")
     parser.add_argument("--minutes", type=float, default=2.0, help="recognizer training budget (default 2)")
+    parser.add_argument("--extend", action="store_true",
+                        help="add the query half to the map as a second session (pram map extend: localized on "
+                             "the map) and report how far its poses lie from the reference")
     args = parser.parse_args()
     folders = split(args.scene, args.out, args.query_parity)
     print(f"mapping: {folders['mapping']}, queries: {folders['query']}")
     if args.rebuild:
         for name in BUILT:
             (args.out / name).unlink(missing_ok=True)
+    if args.extend:
+        extend(folders, args.out)
     if args.bench:
         command = [sys.executable, "-m", "pram_ros.cli", "bench", "--dataset", str(args.out),
                    "--minutes", str(args.minutes), "--out", str(args.out / "bench")]

@@ -99,52 +99,108 @@ def _cmd_world(args: argparse.Namespace) -> int:
 
 
 def _cmd_map_build(args: argparse.Namespace) -> int:
-    from pram_ros.io.imageset import images_from_bag, images_from_colmap, images_from_folder
+    from pram_ros.io.imageset import images_from_bag, images_from_colmap, images_from_folder, join_sessions
     from pram_ros.mapping.build import MapBuildConfig, build_map
     from pram_ros.mapping.landmarks import LandmarkConfig
-    from pram_ros.mapping.mapfile import load_map, save_map
     from pram_ros.mapping.sfm import SfmConfig
-    from pram_ros.recognition.modelfile import default_model_path
-    from pram_ros.recognition.train import TrainConfig, train_and_save
 
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out} exists: pass --overwrite to replace it")
-    model_out = default_model_path(out)
-    if args.epochs and not args.train:
-        raise ValueError("--epochs goes with --train")
-    if args.train and model_out.exists() and not args.overwrite:
-        raise FileExistsError(f"{model_out} exists: pass --overwrite to replace it")
+    _check_outputs(args)
+    folders, poses = args.images or [], args.poses or []
+    if len(folders) > 1 and (args.bag or args.colmap):
+        raise ValueError("several --images go without --bag and --colmap")
+    if len(poses) > max(len(folders), 1):
+        raise ValueError(f"{len(poses)} --poses for {len(folders)} --images: give one per --images, in order")
     if args.bag:
         if not args.image_topic:
             raise ValueError("--bag needs --image-topic")
         images = images_from_bag(Path(args.bag), args.image_topic, args.camera_info_topic, args.pose_topic,
-                                 Path(args.poses) if args.poses else None, use_odometry=not args.no_odometry)
+                                 Path(poses[0]) if poses else None, use_odometry=not args.no_odometry)
     elif args.colmap:
-        if not args.images:
+        if not folders:
             raise ValueError("--colmap needs --images DIR (the folder its image names are relative to)")
-        if args.poses or args.align:
+        if poses or args.align:
             raise ValueError("--colmap gives the poses: drop --poses/--align")
-        images = images_from_colmap(Path(args.colmap), Path(args.images))
+        images = images_from_colmap(Path(args.colmap), Path(folders[0]))
     else:
-        if not args.images:
+        if not folders:
             raise ValueError("give --images DIR or --bag BAG")
-        images = images_from_folder(Path(args.images), Path(args.camera) if args.camera else None,
-                                    Path(args.poses) if args.poses else None)
+        if poses and len(poses) != len(folders):
+            raise ValueError(f"{len(poses)} --poses for {len(folders)} --images: give one per --images, in order")
+        if len(folders) > 1 and args.align:
+            raise ValueError("--align takes one session's poses: drop it, or build each session alone")
+        images = join_sessions([images_from_folder(Path(folder), Path(args.camera) if args.camera else None,
+                                                   Path(poses[index]) if poses else None)
+                                for index, folder in enumerate(folders)])
     sfm = SfmConfig(pair_lookat_m=args.pair_lookat_m, pair_radius_m=args.pair_radius_m, unposed_mapper=args.mapper)
     config = MapBuildConfig(extractor=args.extractor, sfm=sfm, landmarks=LandmarkConfig(num_landmarks=args.landmarks))
     features: dict = {}
     pram_map, summary = build_map(images, config, align_tum=Path(args.align) if args.align else None,
                                   work_dir=Path(args.work_dir) if args.work_dir else None,
                                   keep_features=features if args.train else None)
+    _save_and_train(args, pram_map, summary, features)
+    return 0
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """`--out` (and with --train its model) before any long work."""
+    from pram_ros.recognition.modelfile import default_model_path
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} exists: pass --overwrite to replace it")
+    if args.epochs and not args.train:
+        raise ValueError("--epochs goes with --train")
+    if args.train and default_model_path(out).exists() and not args.overwrite:
+        raise FileExistsError(f"{default_model_path(out)} exists: pass --overwrite to replace it")
+
+
+def _save_and_train(args: argparse.Namespace, pram_map, summary, features: dict) -> None:
+    from pram_ros.mapping.mapfile import load_map, save_map
+    from pram_ros.recognition.modelfile import default_model_path
+    from pram_ros.recognition.train import TrainConfig, train_and_save
+
+    out = Path(args.out)
     size = save_map(pram_map, out)
     print(summary.describe())
     print(f"wrote {out} ({size / 1e6:.2f} MB)")
     if args.train:
         # The map as saved (its fingerprint is the model's), the build's features reused.
         config = TrainConfig(epochs=args.epochs or TrainConfig.epochs)
+        model_out = default_model_path(out)
         print(train_and_save([(str(out), load_map(out))], None, model_out, config, known_features=[features]))
         print(f"wrote {model_out}")
+
+
+def _cmd_map_extend(args: argparse.Namespace) -> int:
+    from pram_ros.io.imageset import images_from_folder, join_sessions
+    from pram_ros.mapping.build import MapBuildConfig, build_map
+    from pram_ros.mapping.mapfile import load_map
+    from pram_ros.mapping.sessions import localized_session, map_sessions
+
+    _check_outputs(args)
+    pram_map = load_map(Path(args.map))
+    new = images_from_folder(Path(args.images), Path(args.camera) if args.camera else None,
+                             Path(args.poses) if args.poses else None)
+    sessions = map_sessions(pram_map)  # the map's own images, checked before the long work
+    if new.world_from_cam is None:
+        from pram_ros.localization.loading import create_localizer, load_parts
+
+        # Frame by frame on every map point: no recognizer needed, no drift carried over.
+        localizer = create_localizer("exhaustive", load_parts(Path(args.map), with_model=False))
+
+        def localize(rgb, stamp_ns, camera):
+            localizer.set_camera(*camera)
+            result = localizer.process(rgb, stamp_ns)
+            return result.cam_from_world if result.localized else None
+
+        new = localized_session(new, localize)
+        print(f"localized on {args.map}: {len(new.names)} images of the new session")
+    config = MapBuildConfig(extractor=pram_map.extractor.get("preset") or "xfeat")
+    features: dict = {}
+    extended, summary = build_map(join_sessions([*sessions, new]), config,
+                                  work_dir=Path(args.work_dir) if args.work_dir else None,
+                                  keep_features=features if args.train else None)
+    _save_and_train(args, extended, summary, features)
     return 0
 
 
@@ -213,7 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     map_commands = map_parser.add_subparsers(dest="map_command", required=True)
     build = map_commands.add_parser("build", help="images or a rosbag2 -> a compressed PRAM map file")
     source = build.add_argument_group("input (a folder of images, a COLMAP model and its images, or a rosbag2)")
-    source.add_argument("--images", help="folder of images (sorted by name)")
+    source.add_argument("--images", action="append",
+                        help="folder of images (sorted by name); repeat for more recording sessions of the place "
+                             "(with --poses per session, or none), which become one map")
     source.add_argument("--colmap", metavar="MODEL_DIR",
                         help="a COLMAP model (COLMAP, hloc, ...): its camera and poses, with --images DIR holding "
                              "its images; our features are extracted and triangulated against those poses")
@@ -225,7 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--no-odometry", action="store_true",
                         help="without poses, ignore the bag's /tf odometry (by default it chooses image pairs and "
                              "gives the map metres)")
-    build.add_argument("--poses", help="TUM file, world_from_camera per image: triangulate with these poses fixed")
+    build.add_argument("--poses", action="append",
+                       help="TUM file, world_from_camera per image: triangulate with these poses fixed (one per "
+                            "--images, in the same order)")
     build.add_argument("--pair-lookat-m", type=positive_float, default=None,
                        help="with poses: how far ahead the cameras look, for pairing images (default: the median "
                             "depth of a few neighbouring pairs triangulated with the poses)")
@@ -246,6 +306,23 @@ def build_parser() -> argparse.ArgumentParser:
                             "into MAP.recognizer.safetensors beside it")
     build.add_argument("--epochs", type=positive_int, help="with --train: passes over the data (default: as pram train)")
     build.set_defaults(run=_cmd_map_build, out_is_file=True)
+    extend = map_commands.add_parser(
+        "extend", help="add a later recording session (another day, other light) to a map: its images are "
+                       "localized on the map, then one map is built from every session")
+    extend.add_argument("map", help="map file (.npz); its own images are read where it was built from")
+    extend.add_argument("--images", required=True, help="folder of the new session's images (sorted by name)")
+    extend.add_argument("--camera", help="camera.yaml of the new images (default: beside them)")
+    extend.add_argument("--poses", help="TUM file, world_from_camera of each new image in the map's frame "
+                                        "(default: each image localized on the map; those that are not are left out)")
+    extend.add_argument("--work-dir", help="keep the COLMAP database and model here (default: a temporary folder)")
+    extend.add_argument("--out", required=True, help="map file to write (.npz)")
+    extend.add_argument("--overwrite", action="store_true",
+                        help="replace an existing map file (and model, with --train)")
+    extend.add_argument("--train", action="store_true",
+                        help="then train the map's recognizer on every session into MAP.recognizer.safetensors")
+    extend.add_argument("--epochs", type=positive_int,
+                        help="with --train: passes over the data (default: as pram train)")
+    extend.set_defaults(run=_cmd_map_extend, out_is_file=True)
     info = map_commands.add_parser("info", help="describe a map file")
     info.add_argument("map", help="map file (.npz)")
     info.set_defaults(run=_cmd_map_info)

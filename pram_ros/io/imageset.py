@@ -53,6 +53,15 @@ class ImageSet:
     odometry: CameraOdometry | None = None
     image_K: np.ndarray | None = None  # [N x 3 x 3], only where the cameras differ
     image_size: np.ndarray | None = None  # [N x 2] width, height, with image_K
+    # Several recording sessions joined (`join_sessions`): each image's session index.
+    image_session: np.ndarray | None = None  # [N] int
+
+    @property
+    def sessions(self) -> np.ndarray:
+        """[N]: each image's session (all 0 for one session)."""
+        if self.image_session is not None:
+            return self.image_session
+        return np.zeros(len(self.names), np.int64)
 
     @property
     def one_camera(self) -> bool:
@@ -85,6 +94,78 @@ def with_cameras(names: list[str], Ks: np.ndarray, sizes: np.ndarray, frames, wo
     same = bool(np.allclose(Ks, Ks[0], atol=1e-6) and np.all(sizes == sizes[0]))
     return ImageSet(names, Ks[0].copy(), int(sizes[0, 0]), int(sizes[0, 1]), frames, world_from_cam, source, odometry,
                     None if same else Ks, None if same else sizes)
+
+
+def session_name(session: int, name: str) -> str:
+    """An image's name in a map of several sessions: unique across them."""
+    return f"session{session}/{name}"
+
+
+def join_sessions(sets: list[ImageSet]) -> ImageSet:
+    """Several recording sessions of one place as one ImageSet, in order: names become
+    `session_name(i, name)`. Either every session has poses in the same world frame or none
+    has (SfM then registers them together); odometry, one session's own frame, is not kept."""
+    if len(sets) == 1:
+        return sets[0]
+    posed = [s.world_from_cam is not None for s in sets]
+    if any(posed) and not all(posed):
+        missing = [str(s.source.get("images") or s.source.get("bag")) for s in sets if s.world_from_cam is None]
+        raise ValueError(f"sessions: some have poses and some do not ({missing[0]} has none): give poses for "
+                         "every session or for none")
+    if any(s.odometry is not None for s in sets):
+        logger.warning("several sessions: each bag's odometry is in its own frame and is not used")
+    names = [session_name(i, name) for i, s in enumerate(sets) for name in s.names]
+    sessions = np.concatenate([np.full(len(s.names), i, np.int64) for i, s in enumerate(sets)])
+
+    def frames() -> Iterator[tuple[int, np.ndarray]]:
+        offset = 0
+        for s in sets:
+            for index, rgb in s.frames():
+                yield offset + index, rgb
+            offset += len(s.names)
+
+    joined = with_cameras(names, np.concatenate([s.Ks for s in sets]), np.concatenate([s.sizes for s in sets]),
+                          frames, np.concatenate([s.world_from_cam for s in sets]) if all(posed) else None,
+                          {"sessions": [s.source for s in sets]})
+    joined.image_session = sessions
+    return joined
+
+
+def images_from_source(source: dict) -> ImageSet:
+    """The images a map was built from, read where its recorded `source` says (meta.source)."""
+    if source.get("sessions"):
+        return join_sessions([images_from_source(session) for session in source["sessions"]])
+    if source.get("images"):
+        folder = Path(source["images"])
+        if not folder.is_dir():
+            raise FileNotFoundError(f"the map's images {folder} are not here: pass --images DIR")
+        camera = Path(source["camera"]) if source.get("camera") else None
+        return images_from_folder(folder, camera if camera and camera.exists() else None)
+    if source.get("bag"):
+        bag = Path(source["bag"])
+        if not bag.exists():
+            raise FileNotFoundError(f"the map's bag {bag} is not here: pass --images BAG")
+        return images_from_bag(bag, source["image_topic"], source.get("camera_info_topic"))
+    raise ValueError("the map records no image source: pass --images DIR")
+
+
+def with_poses(images: ImageSet, keep: np.ndarray, world_from_cam: np.ndarray) -> ImageSet:
+    """The images at indices `keep` (in order), posed by `world_from_cam` [len(keep) x 4 x 4]."""
+    keep = np.asarray(keep, np.int64)
+    chosen = set(keep.tolist())
+
+    def frames() -> Iterator[tuple[int, np.ndarray]]:
+        position = 0
+        for index, rgb in images.frames():
+            if index in chosen:
+                yield position, rgb
+                position += 1
+
+    subset = with_cameras([images.names[i] for i in keep], images.Ks[keep], images.sizes[keep], frames,
+                          np.asarray(world_from_cam, np.float64), images.source)
+    if images.image_session is not None:
+        subset.image_session = images.image_session[keep]
+    return subset
 
 
 def _find_camera_yaml(images_dir: Path) -> Path:

@@ -77,7 +77,12 @@ class Camera:
 
 
 class MapPoints:
-    """The map's points as registration reads them: xyz, descriptors, landmarks, twins."""
+    """The map's points as registration reads them: xyz, descriptors, landmarks, twins.
+
+    Its entries ("points" to every caller) are the map's points followed by their further
+    appearances (a map of several sessions): an appearance is an entry of its own at its
+    point's place, so matching takes whichever look fits the query. `point_of` maps entries
+    to map points; matching never lets two looks of one point make a keypoint ambiguous."""
 
     def __init__(self, pram_map: PramMap, twin_min_distance_m: float):
         # The map's own arrays, not float32/float64 copies: the resident map stays small, and
@@ -85,8 +90,18 @@ class MapPoints:
         self.xyz = pram_map.point_xyz
         self.descriptor = pram_map.point_descriptor
         self.point_landmark = pram_map.point_landmark
+        self.point_of = None  # [entries] map point of each entry; None: the identity
+        self.max_entries_per_point = 1
+        extra = pram_map.appearance_point
+        if len(extra):
+            self.max_entries_per_point = 1 + int(np.bincount(extra).max())
+            self.xyz = np.concatenate([self.xyz, self.xyz[extra]])
+            self.descriptor = np.concatenate([self.descriptor, pram_map.appearance_descriptor])
+            self.point_landmark = np.concatenate([self.point_landmark, self.point_landmark[extra]])
+            self.point_of = np.concatenate([np.arange(pram_map.num_points, dtype=np.int32), extra])
         self.num_landmarks = pram_map.num_landmarks
-        self.landmark_points = [pram_map.landmark_points(k).astype(np.int32) for k in range(self.num_landmarks + 1)]
+        self.landmark_points = [np.flatnonzero(self.point_landmark == k).astype(np.int32)
+                                for k in range(self.num_landmarks + 1)]
         self.twin = cached_descriptor_twins(self.descriptor, self.xyz, twin_min_distance_m)
 
     def __len__(self) -> int:
@@ -104,7 +119,8 @@ class MapPoints:
 
     def working_bytes(self) -> int:
         """What this index holds beyond the map's own arrays."""
-        return sum(int(a.nbytes) for a in (self.twin, *self.landmark_points))
+        copies = () if self.point_of is None else (self.xyz, self.descriptor, self.point_landmark, self.point_of)
+        return sum(int(a.nbytes) for a in (self.twin, *self.landmark_points, *copies))
 
 
 @dataclass
@@ -194,8 +210,41 @@ def match_points(index: MapPoints, descriptors: np.ndarray, points: np.ndarray, 
     test. -> [M x 2] (row in `descriptors`, position in `points`). `map_side_ratio=False`
     tests only whether the keypoint is ambiguous among the points, not whether the point is
     among the keypoints (see relocalization.py)."""
-    matches = match_mutual_nn(descriptors, index.descriptors(points), ratio=ratio, ratio_b=map_side_ratio)
+    if index.point_of is None or len(np.unique(index.point_of[points])) == len(points):
+        matches = match_mutual_nn(descriptors, index.descriptors(points), ratio=ratio, ratio_b=map_side_ratio)
+    else:
+        matches = _match_appearances(index, descriptors, points, ratio, map_side_ratio)
     return distinct(index, descriptors, points, matches, ratio)
+
+
+def _match_appearances(index: MapPoints, descriptors: np.ndarray, points: np.ndarray, ratio: float,
+                       map_side_ratio: bool) -> np.ndarray:
+    """`match_points` where some points appear more than once (their looks in several
+    sessions): mutual NN over the entries, and the keypoint's ratio test against the best
+    entry of another point, not another look of the same one."""
+    entries = index.descriptors(points)
+    matches = match_mutual_nn(descriptors, entries, ratio=None)
+    if not len(matches) or ratio is None:
+        return matches
+    # Unit rows (what extractors give): distance^2 = 2 - 2 score. Among an entry's best
+    # `max_entries_per_point + 1` there is always one of another point.
+    query = torch.from_numpy(np.ascontiguousarray(descriptors[matches[:, 0]], np.float32))
+    table = torch.from_numpy(entries)
+    owner = index.point_of[points]
+    with torch.inference_mode():
+        top, where = (query @ table.T).topk(min(index.max_entries_per_point + 1, len(entries)), dim=1)
+    top, where = top.numpy(), where.numpy()
+    best = np.einsum("md,md->m", query.numpy(), entries[matches[:, 1]])
+    other = owner[where] != owner[matches[:, 1]][:, None]
+    second = np.where(other.any(axis=1), top[np.arange(len(top)), other.argmax(axis=1)], -np.inf)
+    keep = _distance(best) < ratio * _distance(second)
+    if map_side_ratio and len(descriptors) > 1:
+        # The entry's side: its best keypoint against its second best.
+        with torch.inference_mode():
+            two = (table[matches[:, 1]] @ torch.from_numpy(np.ascontiguousarray(descriptors, np.float32)).T
+                   ).topk(2, dim=1).values.numpy()
+        keep &= _distance(two[:, 0]) < ratio * _distance(two[:, 1])
+    return matches[keep]
 
 
 def distinct(index: MapPoints, descriptors: np.ndarray, points: np.ndarray, matches: np.ndarray,
@@ -212,6 +261,11 @@ def distinct(index: MapPoints, descriptors: np.ndarray, points: np.ndarray, matc
     twin_distance = np.full(len(matches), np.inf)
     twin_distance[has_twin] = np.linalg.norm(query[has_twin] - index.descriptors(twin[has_twin]), axis=1)
     return matches[best < ratio * twin_distance]
+
+
+def _distance(score: np.ndarray) -> np.ndarray:
+    """L2 distance of unit rows from their dot product (-inf, no such row: inf)."""
+    return np.sqrt(np.maximum(2.0 - 2.0 * score, 0.0))
 
 
 def points_in_view(index: MapPoints, camera: Camera, cam_from_world: np.ndarray,

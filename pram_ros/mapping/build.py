@@ -39,6 +39,7 @@ from pram_ros.mapping.sparsify import (
     medoid_descriptors,
     redundant_points,
     select_vrfs,
+    session_looks,
     triangulation_angles_deg,
 )
 
@@ -218,10 +219,11 @@ def build_map(images: ImageSet, config: MapBuildConfig | None = None, align_tum:
         vrfs = select_vrfs(tracks, labels, num_landmarks, config.compression)
         drop = redundant_points(tracks, labels, vrfs, features, config.compression)
         keep = np.flatnonzero((labels > 0) & ~drop)
+        looks = session_looks(tracks, features, images.sessions, descriptors, keep, config.compression)
         timings["compression"] = time.perf_counter() - start
 
         pram_map = _assemble(images, config, result, tracks, labels, num_landmarks, descriptors, vrfs, keep,
-                             features, full_bytes, metric)
+                             features, full_bytes, metric, looks)
         summary = BuildSummary(
             images=len(images.names),
             registered=int(result.registered().sum()),
@@ -285,7 +287,7 @@ def _scaled_pairing(config: MapBuildConfig, pose_check: PoseCheck) -> MapBuildCo
 
 
 def _assemble(images, config, result, tracks, labels, num_landmarks, descriptors, vrfs, keep, features,
-              full_bytes, metric) -> PramMap:
+              full_bytes, metric, looks) -> PramMap:
     """Keep the chosen points and the registered images, re-indexed densely."""
     registered = np.flatnonzero(result.registered())
     map_index = np.full(len(images.names), -1, dtype=np.int32)
@@ -353,4 +355,6 @@ def _assemble(images, config, result, tracks, labels, num_landmarks, descriptors
         landmark_extent=extent,
         landmark_vrf_offsets=np.concatenate([[0], np.cumsum([len(v) for v in vrf_lists])]).astype(np.int64),
         landmark_vrf_images=np.concatenate(vrf_lists).astype(np.int32) if vrf_lists else np.zeros(0, np.int32),
+        appearance_point=looks[0],
+        appearance_descriptor=looks[1],
     )

@@ -34,6 +34,14 @@ dimensions, K landmarks, O point observations, V virtual reference frames (VRFs)
     landmark_vrf_offsets  [K+1]    int64    CSR offsets into landmark_vrf_images
     landmark_vrf_images   [V]      int32    database images chosen as the landmark's VRFs
 
+and, only in a map of several sessions whose points look different in a later one (each
+point keeps at most a few appearances; both arrays are absent when A = 0, so such a map's
+file and fingerprint are those of a map without the fields):
+
+    appearance_point      [A]      int32    the point (0..P-1) each further appearance belongs to
+    appearance_descriptor [A x D]  float16  its descriptor: the medoid of the point's
+                                            observations in a session where it looked different
+
 The JSON document (`PramMap.meta`) holds:
 
     format            "pram_ros.map"
@@ -96,8 +104,12 @@ ARRAY_FIELDS: tuple[tuple[str, str, tuple[str | int, ...]], ...] = (
     ("landmark_extent", "float32", ("K", 3)),
     ("landmark_vrf_offsets", "int64", ("K+1",)),
     ("landmark_vrf_images", "int32", ("V",)),
+    ("appearance_point", "int32", ("A",)),
+    ("appearance_descriptor", "float16", ("A", "D")),
 )
 ARRAY_NAMES = tuple(name for name, _, _ in ARRAY_FIELDS)
+# Stored only when not empty (a map of one session has none).
+OPTIONAL_ARRAYS = ("appearance_point", "appearance_descriptor")
 
 # Keys that meta["extractor"] holds beside the extractor's own configuration.
 EXTRACTOR_EXTRAS = ("descriptor_dim", "preset")
@@ -126,6 +138,15 @@ class PramMap:
     landmark_extent: np.ndarray  # [K x 3] float32
     landmark_vrf_offsets: np.ndarray  # [K+1] int64
     landmark_vrf_images: np.ndarray  # [V] int32
+    appearance_point: np.ndarray | None = None  # [A] int32; None: none
+    appearance_descriptor: np.ndarray | None = None  # [A x D] float16; None: none
+
+    def __post_init__(self) -> None:
+        if self.appearance_point is None:
+            self.appearance_point = np.zeros(0, np.int32)
+        if self.appearance_descriptor is None:
+            dim = self.point_descriptor.shape[1] if getattr(self.point_descriptor, "ndim", 0) == 2 else 0
+            self.appearance_descriptor = np.zeros((0, dim), np.float16)
 
     @property
     def num_points(self) -> int:
@@ -134,6 +155,11 @@ class PramMap:
     @property
     def num_landmarks(self) -> int:
         return int(self.landmark_centroid.shape[0])
+
+    @property
+    def num_appearances(self) -> int:
+        """Descriptors kept beside the points' own (0 in a map of one session)."""
+        return int(self.appearance_point.shape[0])
 
     @property
     def num_images(self) -> int:
@@ -161,8 +187,10 @@ class PramMap:
         return self.meta["image_names"]
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The stored arrays by name, in file order (without meta)."""
-        return {name: getattr(self, name) for name in ARRAY_NAMES}
+        """The stored arrays by name, in file order (without meta); the optional ones only
+        when not empty."""
+        return {name: getattr(self, name) for name in ARRAY_NAMES
+                if name not in OPTIONAL_ARRAYS or len(getattr(self, name))}
 
     def point_observers(self, i: int) -> np.ndarray:
         """[n] int32 indices of the database images that observe point i."""
@@ -377,7 +405,7 @@ def load_map(path: str | Path) -> PramMap:
             )
         meta = _read_meta(npz, source)
         check_header(meta, source)
-        missing = [n for n in ARRAY_NAMES if n not in names]
+        missing = [n for n in ARRAY_NAMES if n not in names and n not in OPTIONAL_ARRAYS]
         if missing:
             raise MapFileError(f"{source}: missing arrays: {', '.join(missing)}")
         extra = sorted(set(names) - set(ARRAY_NAMES) - {META_FIELD})
@@ -385,7 +413,7 @@ def load_map(path: str | Path) -> PramMap:
             raise MapFileError(
                 f"{source}: unexpected arrays: {', '.join(extra)} (not part of map version {MAP_VERSION})"
             )
-        arrays = {name: _read_member(npz, name, source) for name in ARRAY_NAMES}
+        arrays = {name: _read_member(npz, name, source) for name in ARRAY_NAMES if name in names}
     pram_map = PramMap(meta=meta, **arrays)
     validate(pram_map, source)
     logger.debug("Loaded map %s: %d points, %d landmarks", path, pram_map.num_points, pram_map.num_landmarks)

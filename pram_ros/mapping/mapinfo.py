@@ -17,7 +17,7 @@ from pram_ros.mapping.mapfile import EXTRACTOR_EXTRAS, PramMap, human_bytes, met
 # Arrays by group, for size reports.
 SIZE_GROUPS = {
     "points": ("point_xyz", "point_landmark", "point_error_px", "point_obs_offsets", "point_obs_images"),
-    "descriptors": ("point_descriptor",),
+    "descriptors": ("point_descriptor", "appearance_point", "appearance_descriptor"),
     "landmarks": ("landmark_centroid", "landmark_extent", "landmark_vrf_offsets", "landmark_vrf_images"),
     "images": ("camera_params", "camera_size", "image_camera", "image_cam_from_world"),
 }
@@ -70,6 +70,11 @@ def describe_map(pram_map: PramMap, path: str | Path | None = None) -> str:
         f"  points:      {m.num_points}, {per_point:.1f} observations per point on average "
         f"({observations} in all), mean reprojection error {error:.2f} px"
     )
+    sessions = (meta.get("source") or {}).get("sessions")
+    if sessions:
+        per_session = [sum(name.startswith(f"session{i}/") for name in m.image_names) for i in range(len(sessions))]
+        lines.append(f"  sessions:    {len(sessions)} ({' + '.join(map(str, per_session))} images); "
+                     f"{m.num_appearances} further looks of points that look different in another session")
     points_per_landmark = np.bincount(m.point_landmark, minlength=m.num_landmarks + 1)[1:]
     vrfs_per_landmark = np.diff(m.landmark_vrf_offsets)
     lines.append(f"  landmarks:   {m.num_landmarks}")

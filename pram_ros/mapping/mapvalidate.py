@@ -141,6 +141,8 @@ def _check_values(m: PramMap, dims: dict[str, int], source: str) -> None:
     _check_offsets("landmark_vrf_offsets", m.landmark_vrf_offsets, "landmark_vrf_images", dims["V"], source)
     _check_range("landmark_vrf_images", m.landmark_vrf_images, 0, num_images - 1,
                   f"image indices in 0..I-1 with I={num_images}", source)
+    _check_range("appearance_point", m.appearance_point, 0, dims["P"] - 1,
+                 f"point indices in 0..P-1 with P={dims['P']}", source)
 
 
 def _check_meta(meta: dict, dims: dict[str, int], source: str) -> None:

@@ -4,6 +4,8 @@ and no redundant points.
 In: `Tracks` (points and their observations), the database images' `Features` and
 the landmark id per point. Out:
 - `medoid_descriptors`: each point's most central track descriptor, float16;
+- `session_looks`: in a map of several sessions, a point's further looks (its medoid in
+  another session, where far from the kept ones);
 - `select_vrfs`: per landmark, database images chosen by greedy set cover of its
   points (PRAM's virtual reference frames);
 - `triangulation_angles_deg`: the widest angle between a point's viewing rays; points
@@ -34,6 +36,11 @@ class CompressionConfig:
     # XFeat keypoints are good to about half a pixel: at 2-3 m, 6 degrees of parallax
     # keeps depth error near 1 cm (measured on the demo world).
     min_tri_angle_deg: float = 6.0
+    # A map of several sessions keeps a point's look in another session (the medoid of its
+    # observations there) when it is this far (L2, unit descriptors) from every look kept,
+    # up to `max_looks_per_point` looks in all.
+    look_min_distance: float = 0.4
+    max_looks_per_point: int = 3
 
 
 def medoid_descriptors(tracks: Tracks, features: list[Features]) -> np.ndarray:
@@ -56,6 +63,39 @@ def medoid_descriptors(tracks: Tracks, features: list[Features]) -> np.ndarray:
         best = distance.sum(axis=2).argmin(axis=1)
         medoids[points] = group[np.arange(len(points)), best].astype(np.float16)
     return medoids
+
+
+def session_looks(tracks: Tracks, features: list[Features], image_session: np.ndarray, medoids: np.ndarray,
+                  points: np.ndarray, config: CompressionConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Further looks of points seen in several sessions: per point of `points` (in order),
+    the medoid of its observations in each session, kept when far from the looks kept so far.
+    -> (position in `points` [A] int32, descriptor [A x D] float16)."""
+    owners, looks, shared = [], [], 0
+    for position, point in enumerate(points if image_session.max(initial=0) > 0 else ()):
+        rows = np.arange(tracks.offsets[point], tracks.offsets[point + 1])
+        sessions = image_session[tracks.obs_image[rows]]
+        if sessions.min() == sessions.max():
+            continue
+        shared += 1
+        kept = [medoids[point].astype(np.float32)]
+        for session in np.unique(sessions):
+            if len(kept) >= config.max_looks_per_point:
+                break
+            own = rows[sessions == session]
+            observed = np.stack([features[i].descriptors[k] for i, k in
+                                 zip(tracks.obs_image[own], tracks.obs_keypoint[own])]).astype(np.float32)
+            distance = np.linalg.norm(observed[:, None] - observed[None], axis=2)
+            look = observed[distance.sum(axis=1).argmin()]
+            if min(np.linalg.norm(look - other) for other in kept) >= config.look_min_distance:
+                kept.append(look)
+                owners.append(position)
+                looks.append(look)
+    if image_session.max(initial=0) > 0:
+        logger.info("sessions: %d of %d points seen in more than one; %d further looks kept", shared, len(points),
+                    len(looks))
+    dim = medoids.shape[1]
+    return (np.asarray(owners, np.int32),
+            np.asarray(looks, np.float16).reshape(-1, dim))
 
 
 def triangulation_angles_deg(tracks: Tracks, camera_centres: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ from pram_ros.progress import progress
 
 from pram_ros.features import ExtractorConfig, Features, create_extractor
 from pram_ros.geometry import in_view, project_points
-from pram_ros.io.imageset import ImageSet, images_from_bag, images_from_folder
+from pram_ros.io.imageset import ImageSet, images_from_bag, images_from_folder, images_from_source
 from pram_ros.mapping.mapfile import PramMap, map_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -163,6 +163,9 @@ def database_images(pram_map: PramMap, images: str | Path | None = None) -> Imag
     """The map's database images: from `images` (a folder, or a bag) or the map's recorded source."""
     source = pram_map.meta.get("source") or {}
     if images is not None:
+        if source.get("sessions"):
+            raise ValueError(f"{images}: the map holds {len(source['sessions'])} sessions and reads their images "
+                             "where they were recorded; drop --images")
         path = Path(images)
         if path.is_dir() and not (path / "metadata.yaml").exists():
             return images_from_folder(path, Path(source["camera"]) if source.get("camera") and
@@ -170,18 +173,7 @@ def database_images(pram_map: PramMap, images: str | Path | None = None) -> Imag
         if "image_topic" not in source:
             raise ValueError(f"{path}: a bag, but the map records no image topic; build the map from the bag")
         return images_from_bag(path, source["image_topic"], source.get("camera_info_topic"))
-    if source.get("images"):
-        folder = Path(source["images"])
-        if not folder.is_dir():
-            raise FileNotFoundError(f"the map's images {folder} are not here: pass --images DIR")
-        camera = Path(source["camera"]) if source.get("camera") else None
-        return images_from_folder(folder, camera if camera and camera.exists() else None)
-    if source.get("bag"):
-        bag = Path(source["bag"])
-        if not bag.exists():
-            raise FileNotFoundError(f"the map's bag {bag} is not here: pass --images BAG")
-        return images_from_bag(bag, source["image_topic"], source.get("camera_info_topic"))
-    raise ValueError("the map records no image source: pass --images DIR")
+    return images_from_source(source)
 
 
 def database_frames(pram_map: PramMap, images: ImageSet) -> Iterator[tuple[int, np.ndarray]]:
