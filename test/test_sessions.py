@@ -172,6 +172,9 @@ def test_session_arguments_that_do_not_pair_up_are_refused_before_the_build(worl
     build = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert build.returncode == 2 and "1 --poses for 2 --images" in build.stderr, build.stderr
     assert "Traceback" not in build.stderr and not (tmp_path / "map.npz").exists()
+    # Without any poses nothing would pair the sessions: refused, with what to do instead.
+    unposed = subprocess.run(args[:-2], capture_output=True, text=True, timeout=120)
+    assert unposed.returncode == 2 and "pram map extend" in unposed.stderr, unposed.stderr
 
 
 STRECHA_FOUNTAIN = REPO.parent / "shared" / "data" / "strecha_dev" / "fountain-P11"

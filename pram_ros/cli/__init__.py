@@ -126,6 +126,10 @@ def _cmd_map_build(args: argparse.Namespace) -> int:
             raise ValueError("give --images DIR or --bag BAG")
         if poses and len(poses) != len(folders):
             raise ValueError(f"{len(poses)} --poses for {len(folders)} --images: give one per --images, in order")
+        if len(folders) > 1 and not poses:
+            # Without poses nothing pairs images across sessions: SfM would not join them.
+            raise ValueError(f"{len(folders)} --images without --poses: build the map from the first, then add "
+                             "the others with `pram map extend MAP --images DIR`")
         if len(folders) > 1 and args.align:
             raise ValueError("--align takes one session's poses: drop it, or build each session alone")
         images = join_sessions([images_from_folder(Path(folder), Path(args.camera) if args.camera else None,

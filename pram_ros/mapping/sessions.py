@@ -50,8 +50,9 @@ Localize = Callable[[np.ndarray, int, tuple], "np.ndarray | None"]  # (rgb, stam
 
 def localized_session(images: ImageSet, localize: Localize) -> ImageSet:
     """A later session posed by `localize(rgb, stamp_ns, (K, width, height)) -> cam_from_world
-    or None` (a localizer on the map, told each image's camera), in capture order; frames it does not localize, and frames off the
-    session's trajectory (`on_one_trajectory`), are left out."""
+    or None` (a localizer on the map, told each image's camera), in capture order; frames
+    it does not localize, and frames off the session's trajectory (`on_one_trajectory`),
+    are left out."""
     keep, poses = [], []
     for index, rgb in progress(images.frames(), total=len(images.names), desc="localizing", unit="image",
                                leave=False):
