@@ -250,6 +250,17 @@ def _add_retrieval_arguments(parser: argparse.ArgumentParser) -> None:
                                              "(to build the retrieval database)")
 
 
+def _add_map_outputs(parser: argparse.ArgumentParser, train_help: str) -> None:
+    """What `pram map build` and `pram map extend` write (see _check_outputs, _save_and_train)."""
+    parser.add_argument("--work-dir", help="keep the COLMAP database and model here (default: a temporary folder)")
+    parser.add_argument("--out", required=True, help="map file to write (.npz)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing map file (and model, with --train)")
+    parser.add_argument("--train", action="store_true", help=train_help)
+    parser.add_argument("--epochs", type=positive_int,
+                        help="with --train: passes over the data (default: as pram train)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pram", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -302,13 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "(GLOMAP; more accurate on photo collections, misplaces frames of walks that mostly turn)")
     build.add_argument("--landmarks", type=positive_int, default=None, help="number of landmarks K (default: one per 1,800 points, within what the points and images can teach)")
     build.add_argument("--extractor", default="xfeat", help="feature preset: xfeat (default), xfeat-1024, sift")
-    build.add_argument("--work-dir", help="keep the COLMAP database and model here (default: a temporary folder)")
-    build.add_argument("--out", required=True, help="map file to write (.npz)")
-    build.add_argument("--overwrite", action="store_true", help="replace an existing map file (and model, with --train)")
-    build.add_argument("--train", action="store_true",
-                       help="then train the map's recognizer (as pram train does, reusing the build's features) "
+    _add_map_outputs(build, "then train the map's recognizer (as pram train does, reusing the build's features) "
                             "into MAP.recognizer.safetensors beside it")
-    build.add_argument("--epochs", type=positive_int, help="with --train: passes over the data (default: as pram train)")
     build.set_defaults(run=_cmd_map_build, out_is_file=True)
     extend = map_commands.add_parser(
         "extend", help="add a later recording session (another day, other light) to a map: its images are "
@@ -318,14 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     extend.add_argument("--camera", help="camera.yaml of the new images (default: beside them)")
     extend.add_argument("--poses", help="TUM file, world_from_camera of each new image in the map's frame "
                                         "(default: each image localized on the map; those that are not are left out)")
-    extend.add_argument("--work-dir", help="keep the COLMAP database and model here (default: a temporary folder)")
-    extend.add_argument("--out", required=True, help="map file to write (.npz)")
-    extend.add_argument("--overwrite", action="store_true",
-                        help="replace an existing map file (and model, with --train)")
-    extend.add_argument("--train", action="store_true",
-                        help="then train the map's recognizer on every session into MAP.recognizer.safetensors")
-    extend.add_argument("--epochs", type=positive_int,
-                        help="with --train: passes over the data (default: as pram train)")
+    _add_map_outputs(extend, "then train the map's recognizer on every session into MAP.recognizer.safetensors")
     extend.set_defaults(run=_cmd_map_extend, out_is_file=True)
     info = map_commands.add_parser("info", help="describe a map file")
     info.add_argument("map", help="map file (.npz)")

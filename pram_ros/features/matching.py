@@ -57,7 +57,7 @@ def _merge_top2(values: torch.Tensor, indices: torch.Tensor) -> tuple[torch.Tens
 
 
 def match_mutual_nn(descriptors_a, descriptors_b, ratio: float | None = 0.9, max_distance: float | None = None,
-                    device: str | torch.device = "cpu", ratio_b: bool = True) -> np.ndarray:
+                    device: str | torch.device = "cpu", ratio_b: bool = True, ratio_a: bool = True) -> np.ndarray:
     """Mutual nearest neighbours between a [N x D] and b [M x D] -> matches [K x 2] int64.
 
     A pair (i, j) is kept when j is i's nearest neighbour in b and i is j's nearest in a, and:
@@ -65,7 +65,9 @@ def match_mutual_nn(descriptors_a, descriptors_b, ratio: float | None = 0.9, max
       (so duplicates on either side are dropped, and swapping a and b swaps the result).
       A side with a single candidate has no second neighbour and skips the test. None: no test.
       `ratio_b=False`: a's side only (b's rows may have near-duplicates in a that are no
-      ambiguity, e.g. one map point and a query's keypoints on the same corner).
+      ambiguity, e.g. one map point and a query's keypoints on the same corner). `ratio_a=False`:
+      b's side only (the caller tests a's side itself, e.g. against other points than the
+      nearest row's own).
     - max_distance: the L2 distance is at most this (for unit rows it lies in [0, 2]).
     """
     if ratio is not None and not 0.0 < ratio <= 1.0:
@@ -113,7 +115,7 @@ def match_mutual_nn(descriptors_a, descriptors_b, ratio: float | None = 0.9, max
         a_best = squared(a_top[:, 0])
         if ratio is not None:
             r2 = float(ratio) ** 2  # compare squared distances
-            if m > 1:
+            if m > 1 and ratio_a:
                 keep &= a_best < r2 * squared(a_top[:, 1])
             if n > 1 and ratio_b:
                 keep &= (squared(b_top[:, 0]) < r2 * squared(b_top[:, 1]))[a_index]

@@ -220,30 +220,24 @@ def match_points(index: MapPoints, descriptors: np.ndarray, points: np.ndarray, 
 def _match_appearances(index: MapPoints, descriptors: np.ndarray, points: np.ndarray, ratio: float,
                        map_side_ratio: bool) -> np.ndarray:
     """`match_points` where some points appear more than once (their looks in several
-    sessions): mutual NN over the entries, and the keypoint's ratio test against the best
-    entry of another point, not another look of the same one."""
+    sessions): mutual NN over the entries (with the entry's ratio test), and the keypoint's
+    ratio test against the best entry of another point, not another look of the same one."""
     entries = index.descriptors(points)
-    matches = match_mutual_nn(descriptors, entries, ratio=None)
+    matches = match_mutual_nn(descriptors, entries, ratio=ratio, ratio_b=map_side_ratio, ratio_a=False)
     if not len(matches) or ratio is None:
         return matches
     # Unit rows (what extractors give): distance^2 = 2 - 2 score. Among an entry's best
     # `max_entries_per_point + 1` there is always one of another point.
     query = torch.from_numpy(np.ascontiguousarray(descriptors[matches[:, 0]], np.float32))
-    table = torch.from_numpy(entries)
     owner = index.point_of[points]
     with torch.inference_mode():
-        top, where = (query @ table.T).topk(min(index.max_entries_per_point + 1, len(entries)), dim=1)
+        top, where = (query @ torch.from_numpy(entries).T).topk(min(index.max_entries_per_point + 1, len(entries)),
+                                                                dim=1)
     top, where = top.numpy(), where.numpy()
     best = np.einsum("md,md->m", query.numpy(), entries[matches[:, 1]])
     other = owner[where] != owner[matches[:, 1]][:, None]
     second = np.where(other.any(axis=1), top[np.arange(len(top)), other.argmax(axis=1)], -np.inf)
     keep = _distance(best) < ratio * _distance(second)
-    if map_side_ratio and len(descriptors) > 1:
-        # The entry's side: its best keypoint against its second best.
-        with torch.inference_mode():
-            two = (table[matches[:, 1]] @ torch.from_numpy(np.ascontiguousarray(descriptors, np.float32)).T
-                   ).topk(2, dim=1).values.numpy()
-        keep &= _distance(two[:, 0]) < ratio * _distance(two[:, 1])
     return matches[keep]
 
 
