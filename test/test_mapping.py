@@ -402,6 +402,7 @@ def test_odometry_in_the_bag_gives_the_unposed_map_metres(tmp_path):
     assert images.odometry.chain == "odom -> base_link -> camera_optical_frame" and images.odometry.covered.all()
     pram_map, summary = build_map(images, MapBuildConfig())
     assert summary.scale.startswith("metres, from odometry"), summary.scale
+    assert "short spans" in summary.scale, summary.scale
     # SfM places a stretch of this orbit 2.7-2.9 m off (the same happens without odometry);
     # those images disagree with the odometry and are dropped, not kept as wrong poses.
     assert summary.registered >= 20, summary.describe()
@@ -422,6 +423,32 @@ def test_odometry_in_the_bag_gives_the_unposed_map_metres(tmp_path):
 
     plain = images_from_bag(sequence / "bag", "/camera/image_raw", use_odometry=False)
     assert plain.odometry is None
+
+
+def test_the_odometry_scale_comes_from_short_spans_not_the_drifting_walk():
+    """Wheel odometry of a walk that turns every way, its heading drifting 0.3 deg/s and its
+    steps a little noisy, and a reconstruction at an arbitrary scale: the short spans give
+    the scale within 0.3%, where a similarity fitted to the whole walk takes the bend as
+    scale. Rows in any order; no motion, no spans."""
+    from pram_ros.mapping.sfm import short_span_scale
+
+    rng = np.random.default_rng(2)
+    seconds = np.arange(0.0, 60.0, 0.1)
+    angle = 0.3 * seconds + 0.5 * np.sin(0.4 * seconds)
+    truth = np.stack([2.0 * np.cos(angle) + 0.1 * seconds, 1.5 * np.sin(angle), np.full_like(angle, 1.2)], 1)
+    heading_error = np.deg2rad(0.3) * seconds[1:]
+    step = np.diff(truth, axis=0)
+    cos, sin = np.cos(heading_error), np.sin(heading_error)
+    step = np.stack([cos * step[:, 0] - sin * step[:, 1], sin * step[:, 0] + cos * step[:, 1], step[:, 2]], 1)
+    odometry = np.vstack([truth[:1], truth[0] + np.cumsum(step + rng.normal(0.0, 0.002, step.shape), axis=0)])
+    reconstruction = 0.37 * truth + rng.normal(0.0, 0.002, truth.shape)
+    stamps_ns = (seconds * 1e9).astype(np.int64) + 1_700_000_000_000_000_000
+    scale, spans = short_span_scale(stamps_ns, reconstruction, odometry)
+    assert spans > 1000 and abs(scale * 0.37 - 1.0) <= 0.003, (scale * 0.37, spans)
+    assert abs(_similarity_scale(reconstruction, odometry) * 0.37 - 1.0) > 0.01  # what it replaces
+    order = rng.permutation(len(seconds))
+    assert short_span_scale(stamps_ns[order], reconstruction[order], odometry[order]) == (scale, spans)
+    assert short_span_scale(stamps_ns, reconstruction, np.zeros_like(odometry)) == (1.0, 0)
 
 
 def test_landmark_count_comes_from_points_and_images_not_the_floor_area():

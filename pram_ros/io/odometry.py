@@ -26,6 +26,7 @@ class CameraOdometry:
     odom_from_cam: np.ndarray  # [N x 4 x 4], NaN where not covered
     odom_frame: str
     chain: str  # e.g. "odom -> base_link -> camera_optical_frame", for messages
+    stamps_ns: np.ndarray  # [N] the images' stamps
 
     @property
     def covered(self) -> np.ndarray:
@@ -73,4 +74,4 @@ def camera_odometry(bag: Path, camera_frame: str, stamps_ns: np.ndarray, tf_topi
     if not inside.all():
         logger.warning("%s: the odometry (%s) does not cover %d of %d images", tf_topic, " -> ".join(chain[::-1]),
                        int((~inside).sum()), len(query))
-    return CameraOdometry(odom_from_cam, odom_frame, " -> ".join(chain[::-1]))
+    return CameraOdometry(odom_from_cam, odom_frame, " -> ".join(chain[::-1]), np.asarray(stamps_ns, np.int64))

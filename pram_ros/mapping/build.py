@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from pram_ros.progress import progress
+import pycolmap
 
 from pram_ros.features import PRESETS, Features, create_extractor
 from pram_ros.geometry import quat_from_transform
@@ -32,6 +32,7 @@ from pram_ros.mapping.sfm import (
     align_to_positions,
     covisible_pairs,
     reconstruct,
+    short_span_scale,
     tracks_from_result,
 )
 from pram_ros.mapping.sparsify import (
@@ -42,11 +43,13 @@ from pram_ros.mapping.sparsify import (
     session_looks,
     triangulation_angles_deg,
 )
+from pram_ros.progress import progress
 
 logger = logging.getLogger(__name__)
 
 ALIGN_MAX_ERROR_M = 0.05  # --align: RANSAC inlier distance, and what the summary calls off
 ODOMETRY_ALIGN_MAX_ERROR_M = 0.25  # odometry drifts: a looser Sim3 inlier distance
+ODOMETRY_MIN_SPANS = 20  # short spans the odometry's scale needs; fewer: the whole walk's Sim3 scale
 DEFAULT_LOOKAT_M = 2.0  # pairing's look-at distance when the scene's depth cannot be measured
 
 
@@ -191,7 +194,9 @@ def build_map(images: ImageSet, config: MapBuildConfig | None = None, align_tum:
             align_to_positions(result, [n for n, c in zip(images.names, covered) if c],
                                odometry.odom_from_cam[covered, :3, 3], ODOMETRY_ALIGN_MAX_ERROR_M)
             odometry_dropped = _drop_disagreeing_with_odometry(result, odometry)
+            spans = _scale_to_odometry(result, odometry)
             metric, scale_source = True, f"odometry ({odometry.chain}; the map's frame is {odometry.odom_frame})"
+            scale_source += f"; scale over {spans} short spans" if spans else "; scale of a Sim3 over the whole walk"
             if odometry_dropped:
                 scale_source += f"; {odometry_dropped} images dropped, placed far from their odometry"
         if aligned_poses is not None:
@@ -271,6 +276,29 @@ def _drop_disagreeing_with_odometry(result: SfmResult, odometry) -> int:
         logger.warning("dropped %d of %d registered images more than %.2f m from their odometry", len(bad),
                        len(registered), limit)
     return len(bad)
+
+
+def _scale_to_odometry(result: SfmResult, odometry) -> int:
+    """Rescale the odometry-aligned reconstruction (in place, about its centre) by how much
+    longer the odometry's short moves are than its own (sfm.short_span_scale): the whole
+    walk's Sim3 takes the odometry's drift partly as scale. -> the spans used (0: too few,
+    the Sim3's scale is kept)."""
+    images = result.reconstruction.images
+    rows = [index for index, image_id in enumerate(result.image_ids)
+            if image_id in images and images[image_id].has_pose and odometry.covered[index]]
+    centres = np.array([images[result.image_ids[index]].projection_center() for index in rows]).reshape(-1, 3)
+    positions = odometry.odom_from_cam[rows, :3, 3]
+    scale, spans = short_span_scale(odometry.stamps_ns[rows], centres, positions)
+    if spans < ODOMETRY_MIN_SPANS:
+        logger.warning("scale: %d spans of 0.5-4 s with 10 cm of odometry motion (at least %d needed); the map "
+                       "keeps the scale of a Sim3 over the whole walk, which the odometry's drift biases", spans,
+                       ODOMETRY_MIN_SPANS)
+        return 0
+    centre = centres.mean(axis=0)
+    result.reconstruction.transform(pycolmap.Sim3d(scale, pycolmap.Rotation3d(), (1.0 - scale) * centre))
+    logger.info("scale: the odometry's moves over %d spans of 0.5-4 s are %.4f times the map's; map rescaled",
+                spans, scale)
+    return spans
 
 
 def _scaled_pairing(config: MapBuildConfig, pose_check: PoseCheck) -> MapBuildConfig:
