@@ -394,6 +394,22 @@ def test_matching_in_blocks_gives_the_same_result(monkeypatch):
     np.testing.assert_allclose(distances.numpy(), ((a[:5, None] - b[None, :7]) ** 2).sum(-1), atol=1e-5)
 
 
+def test_rows_tied_for_a_best_match_once(monkeypatch):
+    """Two identical query rows (one keypoint found twice): b's nearest is the first of them,
+    so only that one is mutual (b's ratio test drops the point altogether: its two nearest
+    are equal), in one block or in blocks of one row."""
+    rng = np.random.default_rng(5)
+    b = unit_rows(rng.normal(size=(40, 16)))
+    a = unit_rows(b[[3, 7, 7, 9]] + 0.01 * rng.normal(size=(4, 16)))
+    a[2] = a[1]
+    for block_elements in (matching.BLOCK_ELEMENTS, len(b)):
+        monkeypatch.setattr(matching, "BLOCK_ELEMENTS", block_elements)
+        for ratio, ratio_b in ((0.9, False), (None, False), (None, True)):
+            np.testing.assert_array_equal(match_mutual_nn(a, b, ratio=ratio, ratio_b=ratio_b),
+                                          [[0, 3], [1, 7], [3, 9]], err_msg=f"{block_elements} {ratio} {ratio_b}")
+        np.testing.assert_array_equal(match_mutual_nn(a, b, ratio=0.9), [[0, 3], [3, 9]])
+
+
 # --- configuration ---------------------------------------------------------------------------
 
 def test_config_round_trip_and_validation():

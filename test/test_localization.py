@@ -513,8 +513,8 @@ def test_a_refreshed_frame_is_followed_through_the_frames_tracked_since(smooth_q
 def _registration_of(result):
     from pram_ros.localization.registration import Registration
 
-    return Registration(result.cam_from_world, result.covariance, result.inlier_points, result.inliers_uv,
-                        result.num_inliers, result.num_candidates)
+    return Registration(result.cam_from_world, result.inlier_points, result.inliers_uv, result.num_inliers,
+                        result.num_candidates)
 
 
 def test_a_refresh_away_from_the_flow_sends_the_next_frame_through_the_full_pipeline(smooth_query,
@@ -601,3 +601,35 @@ def test_descriptor_twins_are_cached_per_map_content(monkeypatch, tmp_path):
     np.testing.assert_array_equal(registration.cached_descriptor_twins(descriptors, xyz, 0.3),
                                   real(descriptors, xyz, 0.3))
     assert len(computed) == 4
+
+
+def test_a_pose_left_unpolished_is_polished_like_pnp_polishes_it():
+    """Relocalization leaves the least-squares step to the refinement (estimate_pose with
+    polish_pose=False); polish() then gives the pose the polished PnP gives, and the
+    covariance is computed for whichever pose is kept."""
+    from scipy.spatial.transform import Rotation
+
+    from pram_ros.geometry import invert, make_transform
+    from pram_ros.localization.registration import Camera, estimate_pose, polish
+
+    rng = np.random.default_rng(4)
+    camera = Camera.of_intrinsics(np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]]), 640, 480)
+    cam_from_world = invert(make_transform(Rotation.from_rotvec([0.05, 0.4, -0.02]).as_matrix(),
+                                           np.array([0.3, 0.1, -0.5])))
+    in_camera = rng.uniform([-3, -2, 2], [3, 2, 8], (400, 3))
+    xyz = (in_camera - cam_from_world[:3, 3]) @ cam_from_world[:3, :3]
+    uv = in_camera[:, :2] / in_camera[:, 2:] * 500.0 + [320, 240] + rng.normal(0, 0.8, (400, 2))
+    uv[:60] = rng.uniform([0, 0], [640, 480], (60, 2))
+    points = np.arange(400)
+    rough = estimate_pose(camera, uv, points, xyz, 4.0, polish_pose=False)
+    exact = estimate_pose(camera, uv, points, xyz, 4.0)
+    assert not rough.polished and exact.polished and rough.num_inliers >= 330
+    polished = polish(camera, rough)
+    assert polished.polished and polish(camera, polished) is polished
+    assert np.array_equal(polished.inlier_points, rough.inlier_points)
+    distance = np.linalg.norm(invert(polished.cam_from_world)[:3, 3] - invert(exact.cam_from_world)[:3, 3])
+    assert distance < 1e-3, distance
+    truth = np.linalg.norm(invert(polished.cam_from_world)[:3, 3] - invert(cam_from_world)[:3, 3])
+    assert truth < 0.02, truth
+    # The covariance is the final pose's: small, finite, and not LOST_VARIANCE.
+    assert np.all(np.isfinite(polished.covariance)) and np.trace(polished.covariance) < 1e-2

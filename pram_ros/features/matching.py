@@ -12,13 +12,15 @@ points) never needs an N x M matrix at once.
 from __future__ import annotations
 
 import logging
+import threading
 
 import numpy as np
 import torch
 
 logger = logging.getLogger(__name__)
+_scratch = threading.local()
 
-BLOCK_ELEMENTS = 1 << 24  # distances computed per block: 64 MB of float32
+BLOCK_ELEMENTS = 1 << 22  # distances computed per block: 16 MB of float32, the most a thread keeps
 
 
 def _as_tensor(x, device: torch.device, name: str) -> torch.Tensor:
@@ -41,19 +43,27 @@ def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _scores(x: torch.Tensor, y: torch.Tensor, unit: bool) -> torch.Tensor:
-    """[n x m] scores that grow as distance shrinks: x.y for unit rows, else -d^2."""
-    return x @ y.T if unit else -squared_distances(x, y)
+    """[n x m] scores that grow as distance shrinks: x.y for unit rows, else -d^2. In a
+    buffer this thread reuses (valid until its next call): a fresh one of several MB costs
+    page faults on every call, as much as the product itself (2026-12-07)."""
+    if not unit or x.device.type != "cpu":
+        return x @ y.T if unit else -squared_distances(x, y)
+    size = len(x) * len(y)
+    buffer = getattr(_scratch, "buffer", None)
+    if buffer is None or buffer.numel() < size:
+        buffer = _scratch.buffer = torch.empty(size)
+    return torch.matmul(x, y.T, out=buffer[:size].view(len(x), len(y)))
 
 
-def _top2(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two largest scores per row of [n x m] -> values, indices [n x min(2, m)]."""
-    return torch.topk(scores, k=min(2, scores.shape[1]), dim=1, largest=True, sorted=True)
-
-
-def _merge_top2(values: torch.Tensor, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Largest two per row of [M x k] candidates -> ([M x 2] values, [M x 2] indices)."""
-    best, order = _top2(values)
-    return best, torch.gather(indices, 1, order)
+def _top2_in_place(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two largest scores of each row of [n x m] without a sort (topk is several times
+    slower on the CPU); overwrites each row's best. -> values [n x min(2, m)], the best's
+    column [n]."""
+    best, index = scores.max(dim=1)
+    if scores.shape[1] < 2:
+        return best[:, None], index
+    scores.scatter_(1, index[:, None], -torch.inf)
+    return torch.stack([best, scores.amax(dim=1)], 1), index
 
 
 def match_mutual_nn(descriptors_a, descriptors_b, ratio: float | None = 0.9, max_distance: float | None = None,
@@ -84,34 +94,47 @@ def match_mutual_nn(descriptors_a, descriptors_b, ratio: float | None = 0.9, max
     with torch.inference_mode():
         # For unit rows (what extractors give) the score is the dot product, d^2 = 2 - 2 score.
         unit = _is_unit(a) and _is_unit(b)
+        b_second = ratio is not None and ratio_b  # b's side needs its second best, not only its best
         block = max(1, BLOCK_ELEMENTS // m)
         a_top = torch.empty((n, min(2, m)), device=device)  # best scores of each a row over b
         a_index = torch.empty(n, dtype=torch.long, device=device)
-        b_top = b_index = None  # running best two scores of each b row over a: [M x <=2]
-        b_second = ratio is not None and ratio_b  # b's side needs its second best, not only its best
+        b_top = b_index = None  # running best two scores of each b row over a [M x <=2], its best's row [M]
+        b_best = None  # without b's ratio test: b's best score alone, [M]
         for start in range(0, n, block):
             span = slice(start, start + block)
             scores = _scores(a[span], b, unit)
-            top, index = _top2(scores)
-            a_top[span], a_index[span] = top, index[:, 0]
             if b_second:
+                a_top[span], a_index[span] = _top2_in_place(scores)
                 # A second product rather than a transposed copy or topk along dim 0: on the CPU
                 # it is the fastest way to get rows for b (about 5 ms for 2048 x 2048).
-                top, index = _top2(_scores(b, a[span], unit))
-            else:  # the best alone: a max down the columns of the same product
-                top, index = scores.max(dim=0)
-                top, index = top[:, None], index[:, None]
-            index = index + start
-            if b_top is None:
-                b_top, b_index = top, index
+                top, index = _top2_in_place(_scores(b, a[span], unit))
+                index = index + start
+                if b_top is None:
+                    b_top, b_index = top, index
+                else:  # a best is never a set's second: b's nearest row is one of the two bests
+                    b_index = torch.where(top[:, 0] > b_top[:, 0], index, b_index)
+                    b_top = torch.topk(torch.cat([b_top, top], 1), k=2, dim=1).values
             else:
-                b_top, b_index = _merge_top2(torch.cat([b_top, top], 1), torch.cat([b_index, index], 1))
+                # b's best score down the columns (amax: several times faster than max with
+                # indices on the CPU; mutual is then a's best equal to it), before a's
+                # second best overwrites a's best in place.
+                column = scores.amax(dim=0)
+                b_best = column if b_best is None else torch.maximum(b_best, column)
+                a_top[span], a_index[span] = _top2_in_place(scores)
 
         def squared(score: torch.Tensor) -> torch.Tensor:
             return (2.0 - 2.0 * score).clamp(min=0.0) if unit else -score
 
         rows = torch.arange(n, device=device)
-        keep = b_index[:, 0][a_index] == rows  # mutual
+        if b_second:
+            keep = b_index[a_index] == rows  # mutual
+        else:
+            # Mutual: a's best is b's best; of rows tied for it, the first (as max would pick).
+            tied = torch.nonzero(a_top[:, 0] >= b_best[a_index])[:, 0].cpu().numpy()
+            _, first = np.unique(a_index[tied].cpu().numpy(), return_index=True)
+            keep = torch.zeros(n, dtype=torch.bool)
+            keep[tied[first]] = True
+            keep = keep.to(device)
         a_best = squared(a_top[:, 0])
         if ratio is not None:
             r2 = float(ratio) ** 2  # compare squared distances

@@ -100,7 +100,7 @@ def _register_top_landmarks(camera: Camera, index: MapPoints, features: Features
     for attempt in attempts:
         keypoints, points, matches = attempt()
         registration = register_matches(camera, index, features, keypoints, points, matches,
-                                        config.ransac_max_error_px)
+                                        config.ransac_max_error_px, polish_pose=not config.refine_pose)
         outcome = gate(registration, config.min_inliers, config.min_inlier_ratio)
         if outcome.accepted:
             if config.refine_pose:
@@ -121,7 +121,8 @@ def _register(camera: Camera, index: MapPoints, features: Features, keypoints: n
               config: LocalizerConfig, search: str) -> Outcome:
     """Every keypoint in `keypoints` against `points`, the gate, the refinement."""
     matches = match_points(index, features.descriptors[keypoints], points, config.match_ratio, map_side_ratio=False)
-    registration = register_matches(camera, index, features, keypoints, points, matches, config.ransac_max_error_px)
+    registration = register_matches(camera, index, features, keypoints, points, matches, config.ransac_max_error_px,
+                                    polish_pose=not config.refine_pose)
     outcome = gate(registration, config.min_inliers, config.min_inlier_ratio)
     if outcome.accepted and config.refine_pose:
         outcome = Outcome(refine(camera, index, features, outcome.registration, config), "")
