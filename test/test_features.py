@@ -240,7 +240,7 @@ def test_xfeat_loads_weights_from_the_package_without_network(monkeypatch):
 
 
 @pytest.mark.parametrize("runtime", ["openvino", "onnxruntime"])
-def test_xfeat_on_a_cpu_runtime_gives_torchs_features(sequence, extractors, runtime):
+def test_xfeat_on_a_cpu_runtime_gives_torchs_features(sequence, extractors, runtime, caplog):
     """The CPU runtimes (OpenVINO is the default, ONNX Runtime the next): on rendered frames
     their keypoints are torch's (within 1 px) and their descriptors the same (cosine >= 0.99)."""
     on_torch = create_extractor("xfeat", device="cpu", runtime="torch")
@@ -260,6 +260,19 @@ def test_xfeat_on_a_cpu_runtime_gives_torchs_features(sequence, extractors, runt
     fresh = create_extractor("xfeat-1024", device="cpu", runtime=runtime)
     fresh.prepare_for(640, 481)
     assert (1, 1, 480, 640) in fresh.model.net.sessions
+    if runtime == "openvino":
+        import torch
+
+        # Photos of many sizes: the first few get a session each, the others run in torch.
+        net = fresh.model.net
+        for rows in range(1, net.MAX_SIZES):
+            net.session_for((1, 1, 32 * rows, 64))
+        image = torch.rand(1, 1, 64, 96)
+        with caplog.at_level("INFO", logger="pram_ros.features.xfeat"), torch.inference_mode():
+            outputs, expected = net(image), net.net(image)
+        assert len(net.sessions) == net.MAX_SIZES and "the others run in torch" in caplog.text
+        for output, reference in zip(outputs, expected):
+            np.testing.assert_array_equal(output.numpy(), reference.numpy())
 
 
 def test_xfeat_falls_back_through_the_cpu_runtimes_to_torch(monkeypatch, caplog):

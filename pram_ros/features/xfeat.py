@@ -135,7 +135,12 @@ def _peaks_by_dilation(heatmap: torch.Tensor, threshold: float = 0.05, kernel_si
 class ExportedNetwork(torch.nn.Module):
     """XFeat's network (image [1 x 1 x H x W] -> descriptor map, keypoint logits, reliability)
     on a CPU runtime (`pram_ros.inference`), in place of the torch module it was exported
-    from. One session per input size."""
+    from. One session per input size, for the first MAX_SIZES sizes (the map camera's, which
+    a localizer prepares, and one more); others run in torch: a photo set with a size per
+    photo (Sacre-Coeur) would export and compile the network for each, about a second per
+    photo, and keep every one."""
+
+    MAX_SIZES = 2
 
     def __init__(self, net: torch.nn.Module, runtime: str, num_threads: int):
         super().__init__()
@@ -144,6 +149,8 @@ class ExportedNetwork(torch.nn.Module):
         self.num_threads = num_threads
         self.sessions: dict[tuple[int, ...], Session] = {}
         self.session_for((1, 1, CELL, CELL))  # fail here, not on the first frame, when it cannot run
+        self.sessions.clear()
+        self.torch_sizes_logged = False
 
     def session_for(self, shape: tuple[int, ...]) -> Session:
         session = self.sessions.get(shape)
@@ -156,5 +163,11 @@ class ExportedNetwork(torch.nn.Module):
         return session
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        outputs = self.session_for(tuple(image.shape)).run([image.numpy()])
+        shape = tuple(image.shape)
+        if shape not in self.sessions and len(self.sessions) >= self.MAX_SIZES:
+            if not self.torch_sizes_logged:
+                logger.info("XFeat: images of more than %d sizes; the others run in torch", self.MAX_SIZES)
+                self.torch_sizes_logged = True
+            return self.net(image)
+        outputs = self.session_for(shape).run([image.numpy()])
         return tuple(torch.from_numpy(output) for output in outputs)
