@@ -46,6 +46,18 @@ def pose_difference(world_from_a: np.ndarray, world_from_b: np.ndarray) -> tuple
     return distance, float(np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0))))
 
 
+def fit_similarity(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Least-squares similarity taking points `source` [N x 3] to `target` (Umeyama):
+    target ~ scale * R @ source + t. -> (scale, R, t)."""
+    source_mean, target_mean = source.mean(axis=0), target.mean(axis=0)
+    a, b = source - source_mean, target - target_mean
+    u, singular, vt = np.linalg.svd(b.T @ a / len(a))
+    sign = np.diag([1.0, 1.0, np.sign(np.linalg.det(u) * np.linalg.det(vt))])
+    rotation = u @ sign @ vt
+    scale = float(np.trace(np.diag(singular) @ sign) / (a**2).sum(axis=1).mean())
+    return scale, rotation, target_mean - scale * rotation @ source_mean
+
+
 def yaw_transform(x: float, y: float, yaw: float) -> np.ndarray:
     """Planar transform (translation in x, y and rotation about z)."""
     return make_transform(Rotation.from_euler("z", yaw).as_matrix(), np.array([x, y, 0.0]))

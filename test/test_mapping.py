@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pram_ros.evaluation.mapcheck import surface_errors_m
-from pram_ros.geometry import invert
+from pram_ros.geometry import fit_similarity, invert
 from pram_ros.io.imageset import images_from_bag, images_from_folder
 from pram_ros.io.tum import load_tum
 from pram_ros.mapping.build import MapBuildConfig, build_map
@@ -381,13 +381,6 @@ def test_a_colmap_model_imports_into_the_map_its_poses_give(sequence, posed_map,
         images_from_colmap(sequence / "images", sequence / "images")
 
 
-def _similarity_scale(source: np.ndarray, target: np.ndarray) -> float:
-    """The scale of the least-squares similarity taking points `source` to `target` (Umeyama)."""
-    a, b = source - source.mean(axis=0), target - target.mean(axis=0)
-    singular = np.linalg.svd(b.T @ a / len(a), compute_uv=False)
-    return float(singular.sum() / (a**2).sum(axis=1).mean())
-
-
 def test_odometry_in_the_bag_gives_the_unposed_map_metres(tmp_path):
     """A bag without poses but with /tf (odom -> base_link, drifting) and /tf_static
     (base_link -> camera), on the orbit path (SfM needs its baseline): the map comes out in
@@ -417,7 +410,7 @@ def test_odometry_in_the_bag_gives_the_unposed_map_metres(tmp_path):
             odometry.append(images.odometry.odom_from_cam[index, :3, 3])
     assert len(centres) == summary.registered
     centres, true_centres = np.array(centres), np.array(true_centres)
-    scale = _similarity_scale(centres, true_centres)
+    scale = fit_similarity(centres, true_centres)[0]
     assert abs(scale - 1.0) <= 0.01, f"scale off by {abs(scale - 1.0):.3%}"
     assert np.max(np.linalg.norm(centres - np.array(odometry), axis=1)) < 0.25
 
@@ -445,7 +438,7 @@ def test_the_odometry_scale_comes_from_short_spans_not_the_drifting_walk():
     stamps_ns = (seconds * 1e9).astype(np.int64) + 1_700_000_000_000_000_000
     scale, spans = short_span_scale(stamps_ns, reconstruction, odometry)
     assert spans > 1000 and abs(scale * 0.37 - 1.0) <= 0.003, (scale * 0.37, spans)
-    assert abs(_similarity_scale(reconstruction, odometry) * 0.37 - 1.0) > 0.01  # what it replaces
+    assert abs(fit_similarity(reconstruction, odometry)[0] * 0.37 - 1.0) > 0.01  # what it replaces
     order = rng.permutation(len(seconds))
     assert short_span_scale(stamps_ns[order], reconstruction[order], odometry[order]) == (scale, spans)
     assert short_span_scale(stamps_ns, reconstruction, np.zeros_like(odometry)) == (1.0, 0)
