@@ -32,6 +32,8 @@ from pram_ros import __version__
 from pram_ros.cli import evaluate as eval_commands
 from pram_ros.cli.argtypes import positive_float, positive_int
 from pram_ros.cli.view import add_view_command
+from pram_ros.mapping.sfm_config import UNPOSED_MAPPERS, SfmConfig
+from pram_ros.recognition.config import DEFAULT_PRESET, PRESETS, TrainConfig
 
 logger = logging.getLogger("pram")
 
@@ -102,7 +104,6 @@ def _cmd_map_build(args: argparse.Namespace) -> int:
     from pram_ros.io.imageset import images_from_bag, images_from_colmap, images_from_folder, join_sessions
     from pram_ros.mapping.build import MapBuildConfig, build_map
     from pram_ros.mapping.landmarks import LandmarkConfig
-    from pram_ros.mapping.sfm import SfmConfig
 
     _check_outputs(args)
     folders, poses = args.images or [], args.poses or []
@@ -161,7 +162,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
 def _save_and_train(args: argparse.Namespace, pram_map, summary, features: dict) -> None:
     from pram_ros.mapping.mapfile import load_map, save_map
     from pram_ros.recognition.modelfile import default_model_path
-    from pram_ros.recognition.train import TrainConfig, train_and_save
+    from pram_ros.recognition.train import train_and_save
 
     out = Path(args.out)
     size = save_map(pram_map, out)
@@ -219,7 +220,7 @@ def _cmd_map_info(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from pram_ros.mapping.mapfile import load_map
     from pram_ros.recognition.modelfile import default_model_path
-    from pram_ros.recognition.train import TrainConfig, train_and_save
+    from pram_ros.recognition.train import train_and_save
 
     out = Path(args.out) if args.out else default_model_path(args.map[0])
     if out.exists() and not args.overwrite:
@@ -308,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with poses: how close two cameras' look-at points must be to pair them "
                             "(default: twice the look-at distance)")
     build.add_argument("--align", help="TUM file: Sim3-align a map built without poses to these camera centres")
-    build.add_argument("--mapper", choices=["incremental", "global"], default="incremental",
+    build.add_argument("--mapper", choices=UNPOSED_MAPPERS, default=SfmConfig.unposed_mapper,
                        help="without poses: pycolmap's incremental SfM (default; walks and videos) or global SfM "
                             "(GLOMAP; more accurate on photo collections, misplaces frames of walks that mostly turn)")
     build.add_argument("--landmarks", type=positive_int, default=None, help="number of landmarks K (default: one per 1,800 points, within what the points and images can teach)")
@@ -336,11 +337,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--images", action="append",
                        help="the map's database images (folder or bag), when not where the map was built; "
                             "one per --map")
-    train.add_argument("--preset", choices=["cpu", "gpu"], default="cpu", help="model size (default: cpu)")
+    train.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET,
+                       help=f"model size (default: {DEFAULT_PRESET})")
     budget = train.add_mutually_exclusive_group()
-    budget.add_argument("--epochs", type=positive_int, help="passes over the data (default 8)")
+    budget.add_argument("--epochs", type=positive_int, help=f"passes over the data (default {TrainConfig.epochs})")
     budget.add_argument("--minutes", type=float, help="train for this long instead of a number of epochs")
-    train.add_argument("--seed", type=int, default=0, help="random seed (same seed, same weights)")
+    train.add_argument("--seed", type=int, default=TrainConfig.seed, help="random seed (same seed, same weights)")
     train.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: all)")
     train.add_argument("--out", help="model file (default: beside the first map, MAP.recognizer.safetensors)")
     train.add_argument("--overwrite", action="store_true", help="replace an existing model file")

@@ -23,17 +23,9 @@ import torch.nn.functional as F  # noqa: N812 (the usual name)
 from torch import nn
 
 from pram_ros.features import Features
+from pram_ros.recognition.config import PRESETS
 
 logger = logging.getLogger(__name__)
-
-# Presets: "cpu" trains on a 2-core CPU in minutes and runs 1024 keypoints in about 20 ms
-# with 2 threads (measured: d=128 takes 26 ms, a fourth layer 7 ms more, mostly attention;
-# 2 heads are cheaper than 4 at the same width); "gpu" is larger, for users with a GPU.
-PRESETS: dict[str, dict] = {
-    "cpu": {"dim": 96, "layers": 3, "heads": 2, "mlp_ratio": 2.0},
-    "gpu": {"dim": 256, "layers": 8, "heads": 8, "mlp_ratio": 4.0},
-}
-DEFAULT_PRESET = "cpu"
 
 
 @dataclass(frozen=True)
