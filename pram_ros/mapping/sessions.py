@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from pram_ros.geometry import invert
+from pram_ros.geometry import invert, pose_difference
 from pram_ros.io.imageset import ImageSet, images_from_source, session_name, with_poses
 from pram_ros.mapping.mapfile import PramMap
 from pram_ros.progress import progress
@@ -71,11 +71,6 @@ def localized_session(images: ImageSet, localize: Localize) -> ImageSet:
     return with_poses(images, keep, poses)
 
 
-def _turn_deg(a: np.ndarray, b: np.ndarray) -> float:
-    cosine = (np.trace(a[:3, :3].T @ b[:3, :3]) - 1.0) / 2.0
-    return float(np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0))))
-
-
 def on_one_trajectory(frames: np.ndarray, world_from_cam: np.ndarray, min_step_m: float = MIN_STEP_M,
                       min_turn_deg: float = MIN_TURN_DEG, pace_factor: float = PACE_FACTOR) -> np.ndarray:
     """[N] bool: the localized frames (indices in capture order, poses) that lie on one
@@ -89,15 +84,14 @@ def on_one_trajectory(frames: np.ndarray, world_from_cam: np.ndarray, min_step_m
     if count < 3:
         return np.ones(count, bool)
     gaps = np.diff(frames).astype(float)
-    steps = np.linalg.norm(np.diff(world_from_cam[:, :3, 3], axis=0), axis=1)
-    turns = np.array([_turn_deg(a, b) for a, b in zip(world_from_cam[:-1], world_from_cam[1:])])
+    steps, turns = np.array([pose_difference(a, b) for a, b in zip(world_from_cam[:-1], world_from_cam[1:])]).T
     max_step = max(min_step_m, pace_factor * float(np.median(steps / gaps)))
     max_turn = max(min_turn_deg, pace_factor * float(np.median(turns / gaps)))
 
     def joined(i: int, j: int) -> bool:
         gap = float(frames[j] - frames[i])
-        return bool(np.linalg.norm(world_from_cam[j, :3, 3] - world_from_cam[i, :3, 3]) <= max_step * gap
-                    and _turn_deg(world_from_cam[i], world_from_cam[j]) <= max_turn * gap)
+        step, turn = pose_difference(world_from_cam[i], world_from_cam[j])
+        return step <= max_step * gap and turn <= max_turn * gap
 
     cuts = [0] + [k + 1 for k in range(count - 1) if gaps[k] > RUN_MAX_GAP or not joined(k, k + 1)] + [count]
     runs = sorted(zip(cuts[:-1], cuts[1:]), key=lambda run: run[0] - run[1])  # longest first

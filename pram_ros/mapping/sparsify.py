@@ -46,12 +46,8 @@ class CompressionConfig:
 def medoid_descriptors(tracks: Tracks, features: list[Features]) -> np.ndarray:
     """[P x D] float16: per point, the track descriptor with the least total L2 distance
     to the others (grouped by track length, so each group is one batched computation)."""
-    dim = features[0].descriptors.shape[1]
-    observed = np.zeros((len(tracks.obs_image), dim), dtype=np.float32)
-    for image in np.unique(tracks.obs_image):
-        rows = np.flatnonzero(tracks.obs_image == image)
-        observed[rows] = features[image].descriptors[tracks.obs_keypoint[rows]]
-    medoids = np.empty((len(tracks), dim), dtype=np.float16)
+    observed = _observed_descriptors(tracks, features)
+    medoids = np.empty((len(tracks), observed.shape[1]), dtype=np.float16)
     lengths = tracks.lengths
     for length in np.unique(lengths):
         points = np.flatnonzero(lengths == length)
@@ -65,13 +61,24 @@ def medoid_descriptors(tracks: Tracks, features: list[Features]) -> np.ndarray:
     return medoids
 
 
+def _observed_descriptors(tracks: Tracks, features: list[Features]) -> np.ndarray:
+    """[O x D] float32: the descriptor of each observation of the tracks, in track order."""
+    observed = np.zeros((len(tracks.obs_image), features[0].descriptors.shape[1]), dtype=np.float32)
+    for image in np.unique(tracks.obs_image):
+        rows = np.flatnonzero(tracks.obs_image == image)
+        observed[rows] = features[image].descriptors[tracks.obs_keypoint[rows]]
+    return observed
+
+
 def session_looks(tracks: Tracks, features: list[Features], image_session: np.ndarray, medoids: np.ndarray,
                   points: np.ndarray, config: CompressionConfig) -> tuple[np.ndarray, np.ndarray]:
     """Further looks of points seen in several sessions: per point of `points` (in order),
     the medoid of its observations in each session, kept when far from the looks kept so far.
     -> (position in `points` [A] int32, descriptor [A x D] float16)."""
     owners, looks, shared = [], [], 0
-    for position, point in enumerate(points if image_session.max(initial=0) > 0 else ()):
+    several = image_session.max(initial=0) > 0
+    observed = _observed_descriptors(tracks, features) if several else None
+    for position, point in enumerate(points if several else ()):
         rows = np.arange(tracks.offsets[point], tracks.offsets[point + 1])
         sessions = image_session[tracks.obs_image[rows]]
         if sessions.min() == sessions.max():
@@ -81,16 +88,13 @@ def session_looks(tracks: Tracks, features: list[Features], image_session: np.nd
         for session in np.unique(sessions):
             if len(kept) >= config.max_looks_per_point:
                 break
-            own = rows[sessions == session]
-            observed = np.stack([features[i].descriptors[k] for i, k in
-                                 zip(tracks.obs_image[own], tracks.obs_keypoint[own])]).astype(np.float32)
-            distance = np.linalg.norm(observed[:, None] - observed[None], axis=2)
-            look = observed[distance.sum(axis=1).argmin()]
+            own = observed[rows[sessions == session]]
+            look = own[np.linalg.norm(own[:, None] - own[None], axis=2).sum(axis=1).argmin()]
             if min(np.linalg.norm(look - other) for other in kept) >= config.look_min_distance:
                 kept.append(look)
                 owners.append(position)
                 looks.append(look)
-    if image_session.max(initial=0) > 0:
+    if several:
         logger.info("sessions: %d of %d points seen in more than one; %d further looks kept", shared, len(points),
                     len(looks))
     dim = medoids.shape[1]
