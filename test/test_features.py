@@ -386,12 +386,14 @@ def test_matching_in_blocks_gives_the_same_result(monkeypatch):
     b = unit_rows(np.concatenate([a[rng.permutation(300)[:200]] + 0.1 * rng.normal(size=(200, 32)),
                                   rng.normal(size=(100, 32))]))
     whole = match_mutual_nn(a, b, ratio=0.95)
-    # a's side only, and no ratio: b's best alone (one product), checked against plain numpy.
+    # Both sides, a's side only, and no ratio, checked against plain numpy.
     d2 = ((a[:, None] - b[None]) ** 2).sum(-1)
     order = np.argsort(d2, axis=1)
     mutual = np.argmin(d2, axis=0)[order[:, 0]] == np.arange(len(a))
     ratio_ok = d2[np.arange(len(a)), order[:, 0]] < 0.95**2 * d2[np.arange(len(a)), order[:, 1]]
-    expected = {(None, True): mutual, (0.95, False): mutual & ratio_ok}
+    column = np.sort(d2, axis=0)  # each b row's distances to a, nearest first
+    ratio_b_ok = column[0, order[:, 0]] < 0.95**2 * column[1, order[:, 0]]
+    expected = {(None, True): mutual, (0.95, False): mutual & ratio_ok, (0.95, True): mutual & ratio_ok & ratio_b_ok}
     one_sided = {key: match_mutual_nn(a, b, ratio=key[0], ratio_b=key[1]) for key in expected}
     for key, keep in expected.items():
         np.testing.assert_array_equal(one_sided[key], np.stack([np.flatnonzero(keep), order[keep, 0]], axis=1))
