@@ -87,7 +87,7 @@ def refresh_frame(job: RefreshJob, extractor: FeatureExtractor, recognizer: Reco
         return Refresh(job, None, Outcome(None, frame.message), frame.message, timings_ms=timings)
     features = frame.features
     tick = time.perf_counter()
-    outcome = register_tracked(job.camera, points, features, job.cam_from_world, config)
+    outcome = register_tracked(job.camera, points, features, job.cam_from_world, config, own_pose=True)
     timings["tracking_ms"] = elapsed_ms(tick)
     if not outcome.accepted:
         return Refresh(job, features, outcome, f"tracking lost ({outcome.reason})", timings_ms=timings)

@@ -366,10 +366,13 @@ def register_in_view(camera: Camera, index: MapPoints, features: Features, predi
 
 
 def register_tracked(camera: Camera, index: MapPoints, features: Features, predicted: np.ndarray,
-                     config) -> Outcome:
+                     config, own_pose: bool = False) -> Outcome:
     """A tracked frame: registered in the predicted pose's view, then refined when
-    `refine_pose` (its first round skips descriptor matching, which was just done)."""
-    outcome = register_in_view(camera, index, features, predicted, config)
+    `refine_pose` (its first round skips descriptor matching, which was just done).
+    `own_pose`: `predicted` is this frame's pose already (optical flow's): guided matching
+    first, descriptor matching only when that fails the gate (a third of the cost)."""
+    modes = ("guided", "descriptor") if own_pose else ("descriptor", "guided")
+    outcome = register_in_view(camera, index, features, predicted, config, modes=modes)
     if outcome.accepted and config.refine_pose:
         outcome = Outcome(refine(camera, index, features, outcome.registration, config, from_view_first=False), "")
     return outcome
@@ -401,7 +404,7 @@ def refine(camera: Camera, index: MapPoints, features: Features, accepted: Regis
         if not outcome.accepted or (best is not accepted and outcome.registration.num_inliers <= best.num_inliers):
             break
         previous, best = best, outcome.registration
-        if round_index > 0 and _settled(previous.cam_from_world, best.cam_from_world):
+        if modes == ("guided",) and _settled(previous.cam_from_world, best.cam_from_world):
             break  # the next round would match near the same projections again
     return polish(camera, best)
 
