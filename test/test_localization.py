@@ -183,8 +183,9 @@ def test_a_jump_while_the_view_stays_continuous_is_held_as_a_look_alike(world, l
     sequence = list(range(3, 12)) + list(range(28, 36))
     # Image continuity alone, geometry alone, neither.
     for min_inliers, min_shared in ((100, 0), (0, 12), (0, 0)):
+        # Full frames only: an optical-flow frame follows the track, never the moved anchor.
         config = LocalizerConfig(reverify_every=0, continuity_min_inliers=min_inliers,
-                                 jump_min_shared_points=min_shared)
+                                 jump_min_shared_points=min_shared, klt_frames=0)
         localizer = Localizer(pram_map, recognizer, config)
         results = [localizer.process(frames[frame][0], step) for step, frame in enumerate(sequence[:6])]
         assert results[-1].localized, results[-1].message
@@ -480,6 +481,74 @@ def test_full_frames_in_the_background_leave_every_frame_to_optical_flow(smooth_
         assert localizer.background.submitted >= 4 and localizer.background.taken >= 3
     finally:
         localizer.close()
+
+
+def test_warm_up_leaves_the_localizer_as_new(smooth_query, localizer_parts):
+    """pram_node warms the localizer up on a noise image before the first camera frame; it
+    must leave no track, no frame count and no continuity behind."""
+    pram_map, recognizer = localizer_parts
+    localizer = Localizer(pram_map, recognizer, background=True)
+    try:
+        localizer.warm_up()
+        assert localizer.frame == 0 and not localizer.tracking and localizer.continuity.anchor is None
+        rgb, truth = smooth_query[SMOOTH[0]]
+        result = localizer.process(rgb, 0)
+        assert result.state == State.RELOCALIZED
+        _assert_close(result, truth, "first frame after the warm-up")
+    finally:
+        localizer.close()
+
+
+def test_optical_flow_refuses_a_frame_its_camera_moved_too_far_for(smooth_query, localizer_parts):
+    """An optical-flow frame whose camera moved more than `klt_max_baseline_ratio` of its
+    points' median depth takes the full pipeline: here the adjacent frame of a smooth walk,
+    flowed with the default and refused with a ratio below its own baseline."""
+    pram_map, recognizer = localizer_parts
+    first = SMOOTH[0]
+    for ratio, flowed in ((LocalizerConfig().klt_max_baseline_ratio, True), (1e-4, False)):
+        localizer = Localizer(pram_map, recognizer, LocalizerConfig(klt_max_baseline_ratio=ratio))
+        for step in range(2):
+            result = localizer.process(smooth_query[first + step][0], step * 100_000_000)
+            _assert_close(result, smooth_query[first + step][1], f"frame {first + step}, ratio {ratio}")
+        assert ("features_ms" not in result.timings_ms) == flowed, (ratio, sorted(result.timings_ms))
+    flow = localizer.track.follow_flow(_gray(smooth_query[first + 2][0]), localizer.camera, localizer.points,
+                                       localizer.config)
+    assert not flow.outcome.accepted and "depth: too far for it" in flow.outcome.reason, flow.outcome.reason
+
+
+STRECHA_FOUNTAIN = REPO.parent / "shared" / "data" / "strecha_dev" / "fountain-P11"
+
+
+@pytest.mark.skipif(not STRECHA_FOUNTAIN.is_dir(), reason="../shared/data/strecha_dev is absent")
+def test_optical_flow_between_photos_metres_apart_is_refused(tmp_path):
+    """Strecha's fountain photos 1 and 3 (3.1 m apart, 8.4 m deep): five pyramid levels
+    follow half of photo 1's inliers into photo 3, and the pose from them is centimetres
+    off. The baseline test refuses it; without the test the flow would pass."""
+    import importlib.util
+
+    from pram_ros.mapping.build import MapBuildConfig, build_map
+    from pram_ros.localization.tracking import Track
+
+    spec = importlib.util.spec_from_file_location("real_split", REPO / "tools" / "real_split.py")
+    real_split = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(real_split)
+    folders = real_split.split(STRECHA_FOUNTAIN, tmp_path / "split")
+    mapping = images_from_folder(folders["mapping"] / "images", poses_tum=folders["mapping"] / "poses.tum")
+    pram_map, _ = build_map(mapping, MapBuildConfig())
+    queries = images_from_folder(folders["query"] / "images", poses_tum=folders["query"] / "poses.tum")
+    photos = [rgb for _, rgb in queries.frames()][:2]
+    localizer = ExhaustiveLocalizer(pram_map, LocalizerConfig())
+    located = localizer.process(photos[0], 0)
+    assert located.localized, located.message
+    track = Track()
+    track.start_from(located.cam_from_world)
+    track.accept(_registration_of(located), State.RELOCALIZED)
+    track.full_frame_done(_gray(photos[0]), 1)
+    for ratio, passes in ((10.0, True), (LocalizerConfig().klt_max_baseline_ratio, False)):
+        config = LocalizerConfig(klt_max_baseline_ratio=ratio)
+        flow = track.follow_flow(_gray(photos[1]), localizer.camera, localizer.points, config)
+        assert flow.outcome.accepted == passes, (ratio, flow.outcome.reason)
+    assert "depth: too far for it" in flow.outcome.reason, flow.outcome.reason
 
 
 def test_a_refreshed_frame_is_followed_through_the_frames_tracked_since(smooth_query, localizer_parts):

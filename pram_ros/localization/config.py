@@ -78,6 +78,10 @@ class LocalizerConfig:
         0.4, "An optical-flow frame must keep this share of the last frame's inliers as its own inliers, else "
         "the view changed too much for the flow and the frame takes the full pipeline.", "tracking",
         low=0.0, high=1.0)
+    klt_max_baseline_ratio: float = setting(
+        0.25, "An optical-flow frame's camera may have moved at most this share of its points' median depth "
+        "since the frame it follows; beyond it image patches change shape, the flow's pixels drift and its "
+        "pose is centimetres off, so the frame takes the full pipeline.", "tracking", low=0.0, high=10.0)
     track_recheck_ratio: float = setting(
         0.5, "A tracked frame with fewer inliers than this share of the track's most since the last "
         "relocalization is relocalized too, and the pose with more inliers is kept; 0 off.", "tracking",

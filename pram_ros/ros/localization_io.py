@@ -70,7 +70,9 @@ def build_localizer(params: NodeParams, config: LocalizerConfig, map_path: str, 
     if params.feature_preset and params.feature_preset != built_with:
         raise ValueError(f"parameter feature_preset {params.feature_preset!r}: {parts.map_path} was built with "
                          f"{built_with!r} features; rebuild the map to change them")
-    return create_localizer("pram", parts, config, background=params.full_frames_in_background)
+    localizer = create_localizer("pram", parts, config, background=params.full_frames_in_background)
+    localizer.warm_up()
+    return localizer
 
 
 class LocalizationIO:
