@@ -554,7 +554,9 @@ def test_optical_flow_between_photos_metres_apart_is_refused(tmp_path):
 def test_a_refreshed_frame_is_followed_through_the_frames_tracked_since(smooth_query, localizer_parts):
     """A refresh arrives frames after its own: its inliers are followed by optical flow
     through the frames accepted since, so that the next frame flows from the previous one,
-    not from a frame far back."""
+    not from a frame far back. The worker follows them through the frames accepted by the
+    time it finished, the track through the rest."""
+    from pram_ros.localization.background import RefreshJob, refresh_frame
     from pram_ros.localization.tracking import Track
 
     pram_map, recognizer = localizer_parts
@@ -570,10 +572,15 @@ def test_a_refreshed_frame_is_followed_through_the_frames_tracked_since(smooth_q
         else:
             track.poses.append(cam_from_world)
         track.flow_accepted(_gray(smooth_query[index][0]), frame)
-    registration = _registration_of(refreshed)
-    track.refreshed(0, _gray(smooth_query[first][0]), registration, localizer.camera, False, 100)
+    job = RefreshJob(track.generation, 0, 0, _gray(smooth_query[first][0]), localizer.camera, refreshed.cam_from_world,
+                     False, 0)
+    refresh = refresh_frame(job, localizer.extractor, recognizer, localizer.points, LocalizerConfig(),
+                            lambda: track.recent[:3])  # what the worker saw: frames 0-2
+    assert refresh.passed, refresh.problem
+    assert refresh.followed.frame == 2 and refresh.followed.gray is track.recent[2][1]
+    track.refreshed(refresh.followed, localizer.camera, False, 100)
     assert track.flow_gray is track.recent[-1][1]  # the last frame's
-    assert len(track.inlier_points) >= 0.5 * registration.num_inliers
+    assert len(track.inlier_points) >= 0.5 * refresh.outcome.registration.num_inliers
     uv, _ = project_points(localizer.points.xyz[track.inlier_points], np.linalg.inv(smooth_query[last][1]),
                            localizer.camera.K)
     assert np.median(np.linalg.norm(uv - track.inliers_uv, axis=1)) < 2.0

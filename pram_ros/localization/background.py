@@ -12,17 +12,20 @@ changes the localizer.
 
 The first frame the localizer processes after the worker finished takes the refresh
 (`Localizer._take_refresh`): when it passed, the refreshed frame's inliers are followed by
-optical flow through the frames accepted since (`Track.refreshed`), and the flow goes on
-from there; when it failed (tracking lost, the landmarks no longer recognized, or a pose
-away from the flow's), the frame that takes it runs the full pipeline on the camera's
-thread, with the same checks as without a worker. When the flow cannot go on, the refresh
-in flight is waited for first. A refresh is never published: its frame was, when the flow
-tracked it. Relocalization (no track) always runs on the camera's thread.
+optical flow through the frames accepted since (the worker follows them through the frames
+accepted by the time it finished, the localizer through the rest: `Track.refreshed`), and
+the flow goes on from there; when it failed (tracking lost, the landmarks no longer
+recognized, or a pose away from the flow's), the frame that takes it runs the full
+pipeline on the camera's thread, with the same checks as without a worker. When the flow
+cannot go on, the refresh in flight is waited for first. A refresh is never published: its
+frame was, when the flow tracked it. Relocalization (no track) always runs on the camera's
+thread.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field, replace
@@ -36,6 +39,7 @@ from pram_ros.localization.frontend import elapsed_ms, extract
 from pram_ros.localization.registration import Camera, MapPoints, Outcome, register_tracked
 from pram_ros.localization.relocalization import landmarks_recognized, register_landmarks
 from pram_ros.localization.result import Unusable
+from pram_ros.localization.tracking import Followed, follow_through
 from pram_ros.recognition.model import Recognizer
 
 # A refreshed pose this far from the flow's pose of the same frame means one of them is
@@ -66,6 +70,7 @@ class Refresh:
     features: Features | None
     outcome: Outcome
     problem: str = ""  # "" when the flow may follow the refreshed frame
+    followed: Followed | None = None  # when it passed: its inliers, followed through later frames
     strongest_inliers: int = 0  # what the track's strongest inliers become
     recognized: bool = False  # recognition ran on the frame (and saw the tracked landmarks)
     timings_ms: dict = field(default_factory=dict)
@@ -76,10 +81,12 @@ class Refresh:
 
 
 def refresh_frame(job: RefreshJob, extractor: FeatureExtractor, recognizer: Recognizer, points: MapPoints,
-                  config: LocalizerConfig) -> Refresh:
+                  config: LocalizerConfig, recent_frames: Callable[[], list] = list) -> Refresh:
     """The full pass of a tracked frame, as the localizer's own tracking does it: registered
     from the flow's pose; relocalized too when the track weakened (the pose with more
-    inliers kept, when it agrees with the flow's); recognition's check when due."""
+    inliers kept, when it agrees with the flow's); recognition's check when due. When it
+    passed, its inliers are followed through `recent_frames()` ((frame, gray) accepted
+    since, the track's), so that the camera's thread need not."""
     start = time.perf_counter()
     timings: dict[str, float] = {}
     frame = extract(extractor, job.camera, job.gray, config.min_inliers, timings, job.gray)
@@ -112,8 +119,13 @@ def refresh_frame(job: RefreshJob, extractor: FeatureExtractor, recognizer: Reco
         if relocalized.accepted and relocalized.registration.num_inliers > inliers:
             outcome, strongest = relocalized, relocalized.registration.num_inliers
             problem = _away_from_flow(outcome, job)
+    followed = None
+    if not problem:
+        registration = outcome.registration
+        followed = follow_through(recent_frames(), Followed(job.frame, job.gray, registration.inliers_uv,
+                                                            registration.inlier_points), job.camera)
     timings["total_ms"] = elapsed_ms(start)
-    return Refresh(job, features, outcome, problem, strongest, recognition is not None, timings)
+    return Refresh(job, features, outcome, problem, followed, strongest, recognition is not None, timings)
 
 
 def _recognize(recognizer: Recognizer, features: Features, config: LocalizerConfig, timings: dict):
@@ -135,8 +147,8 @@ class Background:
     """One worker thread and at most one refresh in flight."""
 
     def __init__(self, extractor: FeatureExtractor, recognizer: Recognizer, points: MapPoints,
-                 config: LocalizerConfig):
-        self._run = lambda job: refresh_frame(job, extractor, recognizer, points, config)
+                 config: LocalizerConfig, recent_frames: Callable[[], list] = list):
+        self._run = lambda job: refresh_frame(job, extractor, recognizer, points, config, recent_frames)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pram_refresh")
         self._future: Future | None = None
         self.submitted = 0  # refreshes handed to the worker, for tests and logs

@@ -70,7 +70,9 @@ class Localizer(TakesAnyCamera):
         self.track = Track()
         self.continuity = Continuity(self.config, self.points.xyz, self.extractor.extract)
         self.frame = 0  # frames processed since reset()
-        self.background = Background(self.extractor, recognizer, self.points, self.config) \
+        # The worker reads the track's recent frames: a list the track replaces, never changes.
+        self.background = Background(self.extractor, recognizer, self.points, self.config,
+                                     lambda: self.track.recent) \
             if background and self.config.tracking and self.config.klt_frames > 0 else None
 
     def warm_up(self) -> None:
@@ -255,8 +257,7 @@ class Localizer(TakesAnyCamera):
             self.track.refresh_failed()
             return
         registration = refresh.outcome.registration
-        self.track.refreshed(job.frame, job.gray, registration, self.camera, refresh.recognized,
-                             refresh.strongest_inliers)
+        self.track.refreshed(refresh.followed, self.camera, refresh.recognized, refresh.strongest_inliers)
         self.continuity.view_refreshed(refresh.features, registration.cam_from_world, job.stamp_ns)
 
     def _track(self, features: Features, stamp_ns: int, timings: dict) -> Outcome:

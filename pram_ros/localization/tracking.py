@@ -113,18 +113,15 @@ class Track:
         self.flow_gray, self.flow_frames, self.full_frame_next = gray, 0, False
         self._remember(frame, gray)
 
-    def refreshed(self, frame: int, gray: np.ndarray, registration: Registration, camera: Camera,
-                  recognition_checked: bool, strongest_inliers: int) -> None:
+    def refreshed(self, followed: Followed, camera: Camera, recognition_checked: bool,
+                  strongest_inliers: int) -> None:
         """An earlier tracked frame registered again with features (background.py): its
-        inliers, followed by optical flow through the frames accepted since, are what the
-        next frame follows. The poses stay the newer frames'."""
-        uv, points, previous = registration.inliers_uv, registration.inlier_points, gray
-        for later, later_gray in self.recent:
-            if later > frame:
-                uv, keep = follow_points(previous, later_gray, uv, camera)
-                uv, points, previous = uv[keep], points[keep], later_gray
-        self.flow_gray, self.flow_frames = previous, 0
-        self.inliers_uv, self.inlier_points = uv, points
+        inliers, followed by optical flow through the frames accepted since (the worker
+        followed them through those it saw), are what the next frame follows. The poses
+        stay the newer frames'."""
+        followed = follow_through(self.recent, followed, camera)
+        self.flow_gray, self.flow_frames = followed.gray, 0
+        self.inliers_uv, self.inlier_points = followed.uv, followed.points
         self.strongest_inliers = strongest_inliers
         if recognition_checked:
             self.frames_since_check = 0
@@ -180,6 +177,26 @@ class Track:
         """An optical-flow frame passed: the next one follows from it."""
         self.flow_gray, self.flow_frames = gray, self.flow_frames + 1
         self._remember(frame, gray)
+
+
+@dataclass(frozen=True)
+class Followed:
+    """Map points' pixels in one frame: where optical flow has followed them to."""
+
+    frame: int  # the localizer's frame counter
+    gray: np.ndarray
+    uv: np.ndarray  # [N x 2]
+    points: np.ndarray  # [N] map point indices
+
+
+def follow_through(frames: list[tuple[int, np.ndarray]], followed: Followed, camera: Camera) -> Followed:
+    """`followed` carried by optical flow through each of `frames` (frame, gray; oldest
+    first) later than its own, frame to frame."""
+    for frame, gray in frames:
+        if frame > followed.frame:
+            uv, keep = follow_points(followed.gray, gray, followed.uv, camera)
+            followed = Followed(frame, gray, uv[keep], followed.points[keep])
+    return followed
 
 
 def follow_points(previous_gray: np.ndarray, gray: np.ndarray, previous_uv: np.ndarray,
