@@ -370,14 +370,19 @@ def register_tracked(camera: Camera, index: MapPoints, features: Features, predi
     """A tracked frame: registered in the predicted pose's view, then refined when
     `refine_pose` (its first round skips descriptor matching, which was just done).
     `own_pose`: `predicted` is this frame's pose already (optical flow's): guided matching
-    first (about 5 ms, where descriptor matching against the whole view takes 18-28),
-    descriptor matching only when that fails the gate, and no refinement (the guided round
-    from the frame's own pose is one; more rounds cost the background refresh 14-42 ms of
-    50-95, and live at 30 Hz latency p90 was 52-68 ms in 4 of 6 runs against 2 of 6 with
-    them, 2026-12-07)."""
-    modes = ("guided", "descriptor") if own_pose else ("descriptor", "guided")
+    first (about 5 ms, where descriptor matching against the whole view takes 18-28), and
+    when it passes, no refinement: a guided round from the frame's own pose is one, and more
+    rounds cost the background refresh 14-42 ms of 50-95 (live at 30 Hz, latency p90 was
+    52-68 ms in 4 of 6 runs against 2 of 6 with them, 2026-12-07). When it fails, descriptor
+    matching and the refinement, as for a predicted pose."""
+    modes = ("descriptor", "guided")
+    if own_pose:
+        guided = register_in_view(camera, index, features, predicted, config, modes=("guided",))
+        if guided.accepted:
+            return guided
+        modes = ("descriptor",)  # guided matching just failed from this pose
     outcome = register_in_view(camera, index, features, predicted, config, modes=modes)
-    if outcome.accepted and config.refine_pose and not own_pose:
+    if outcome.accepted and config.refine_pose:
         outcome = Outcome(refine(camera, index, features, outcome.registration, config, from_view_first=False), "")
     return outcome
 
